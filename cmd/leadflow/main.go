@@ -1,0 +1,101 @@
+// Command leadflow converts CRM leads into accounts, contacts and
+// opportunities, driven by NATS JetStream and backed by PostgreSQL.
+//
+//	leadflow serve                               run the workers, the outbox relay and /healthz, /readyz
+//	leadflow migrate                             apply the database migrations
+//	leadflow settings get --org ID               print an org's settings
+//	leadflow settings put --org ID --file F.json replace an org's settings
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/leadflow/leadflow/internal/config"
+	"github.com/leadflow/leadflow/internal/service"
+	"github.com/leadflow/leadflow/internal/settings"
+	"github.com/leadflow/leadflow/internal/store"
+	"github.com/rs/zerolog"
+)
+
+const usage = `usage: leadflow <command>
+
+commands:
+  serve                                 run the workers, the outbox relay and the HTTP endpoints
+  migrate                               apply the database migrations
+  settings get --org ID                 print an org's settings
+  settings put --org ID --file F.json   replace an org's settings (validated first)
+
+configuration: LEADFLOW_* environment variables (see README.md)
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "leadflow:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return errors.New("no command")
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	log := newLogger(cfg.LogLevel)
+	switch args[0] {
+	case "serve":
+		svc, err := service.Start(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		return svc.Run(ctx)
+	case "migrate":
+		return withStore(ctx, cfg, func(st *store.Store) error {
+			if err := st.Migrate(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "migrations applied")
+			return nil
+		})
+	case "settings":
+		return withStore(ctx, cfg, func(st *store.Store) error { return settings.Command(ctx, st, args[1:], stdout) })
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func withStore(ctx context.Context, cfg config.Config, f func(*store.Store) error) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return f(st)
+}
+
+func newLogger(level string) zerolog.Logger {
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	l, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		l = zerolog.InfoLevel
+	}
+	return zerolog.New(os.Stderr).Level(l).With().Timestamp().Str("service", "leadflow").Logger()
+}
+

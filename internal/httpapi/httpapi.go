@@ -1,0 +1,44 @@
+// Package httpapi serves leadflow's operational endpoints: /healthz (the
+// process is alive) and /readyz (the database, NATS and the streams are ready).
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// Check is one readiness check; a nil error means ready.
+type Check struct {
+	Name string
+	Func func(context.Context) error
+}
+
+// Handler returns the mux for /healthz and /readyz.
+func Handler(checks ...Check) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		status, code := map[string]string{}, http.StatusOK
+		for _, c := range checks {
+			if err := c.Func(ctx); err != nil {
+				status[c.Name], code = err.Error(), http.StatusServiceUnavailable
+			} else {
+				status[c.Name] = "ok"
+			}
+		}
+		writeJSON(w, code, status)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,101 @@
+// Package store keeps leadflow's state in PostgreSQL: migrations, the
+// transaction that applies one request, idempotency records, org settings and
+// the transactional outbox.
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/tern/v2/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is leadflow's PostgreSQL store. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the database at url with at most maxConns connections
+// (0: pgxpool's default).
+func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Pool is the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes every connection.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Migrate applies the embedded migrations that the database lacks. tern holds
+// a session advisory lock meanwhile, so replicas starting together migrate once.
+func (s *Store) Migrate(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Release()
+	m, err := migrate.NewMigrator(ctx, conn.Conn(), "leadflow_schema_version")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	if err := m.LoadMigrations(sub); err != nil {
+		return fmt.Errorf("migrate: load: %w", err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// Settings returns an org's stored settings document, "{}" when it has none.
+func (s *Store) Settings(ctx context.Context, orgID string) ([]byte, error) {
+	var raw []byte
+	err := s.pool.QueryRow(ctx, `SELECT settings FROM org_settings WHERE org_id = $1`, orgID).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return []byte("{}"), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read settings of org %q: %w", orgID, err)
+	}
+	return raw, nil
+}
+
+// PutSettings replaces an org's settings document. The caller validates it.
+// It applies to every request processed after it commits.
+func (s *Store) PutSettings(ctx context.Context, orgID string, settings []byte) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO org_settings (org_id, settings) VALUES ($1, $2)
+		ON CONFLICT (org_id) DO UPDATE SET settings = excluded.settings, updated_at = now()`,
+		orgID, string(settings))
+	if err != nil {
+		return fmt.Errorf("write settings of org %q: %w", orgID, err)
+	}
+	return nil
+}
