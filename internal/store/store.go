@@ -99,3 +99,6 @@ func (s *Store) PutSettings(ctx context.Context, orgID string, settings []byte) 
 	}
 	return nil
 }
+
+// Migrations is the embedded migration files, under "migrations/".
+func Migrations() fs.FS { return migrations }
