@@ -131,7 +131,14 @@ func (b *bundle) startService() {
 		})
 	}
 	t.Cleanup(b.stop)
+	t.Cleanup(func() {
+		if t.Failed() && dumpLogs {
+			t.Logf("leadflow logs:\n%s", b.logs.String())
+		}
+	})
 }
+
+var dumpLogs bool
 
 func (b *bundle) collect() *collector {
 	c := &collector{added: make(chan struct{}, 1)}
@@ -313,4 +320,8 @@ func types(evs []event) []string {
 		out[i] = e.Type
 	}
 	return out
+}
+
+func init() {
+	dumpLogs = true
 }

@@ -67,9 +67,14 @@ var upsertLeadSQL = func() string {
 	var set []string
 	for i, c := range cols {
 		ph[i] = fmt.Sprintf("$%d", i+1)
+		if c == "opportunity_ids" {
+			ph[i] = fmt.Sprintf("COALESCE($%d::uuid[], '{}')", i+1)
+			set = append(set, "opportunity_ids = CASE WHEN cardinality(excluded.opportunity_ids) > 0 THEN excluded.opportunity_ids ELSE leads.opportunity_ids END")
+			continue
+		}
 		if i >= 2 {
 			if strings.HasSuffix(c, "_at") || c == "disqualify_reason" || c == "customer_type" ||
-				c == "account_id" || c == "contact_id" || c == "opportunity_ids" || c == "conversion" {
+				c == "account_id" || c == "contact_id" || c == "conversion" {
 				// Keep what earlier requests recorded when this one says nothing.
 				set = append(set, fmt.Sprintf("%s = COALESCE(excluded.%s, leads.%s)", c, c, c))
 			} else {
