@@ -242,8 +242,8 @@ func TestParseTooLarge(t *testing.T) {
 			body: `{"actor":{"id":"u-1","roles":[]},"lead":{"description":"` + huge + `"}}`,
 		},
 		{
-			name:  "ids of the wrong type or too long",
-			body:  `{"idempotency_key":7,"org_id":"` + strings.Repeat("o", 65) + `","lead":{"id":"L-1","description":"` + huge + `"}}`,
+			name:   "ids of the wrong type or too long",
+			body:   `{"idempotency_key":7,"org_id":"` + strings.Repeat("o", 65) + `","lead":{"id":"L-1","description":"` + huge + `"}}`,
 			leadID: strp("L-1"),
 		},
 		{

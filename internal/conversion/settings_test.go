@@ -121,10 +121,10 @@ func TestSettingsScalars(t *testing.T) {
 			auto: map[string]bool{RecordAccount: true, RecordContact: true, RecordOpportunity: true},
 		},
 		{
-			name: "required fields",
-			raw:  `{"required_fields": {"account": ["website"], "opportunity": ["close_date", "custom.po"]}}`,
-			max:  5,
-			auto: map[string]bool{RecordAccount: true, RecordContact: true, RecordOpportunity: true},
+			name:     "required fields",
+			raw:      `{"required_fields": {"account": ["website"], "opportunity": ["close_date", "custom.po"]}}`,
+			max:      5,
+			auto:     map[string]bool{RecordAccount: true, RecordContact: true, RecordOpportunity: true},
 			required: map[string][]string{RecordAccount: {"website"}, RecordOpportunity: {"close_date", "custom.po"}},
 		},
 	}

@@ -325,3 +325,12 @@ func types(evs []event) []string {
 func init() {
 	dumpLogs = true
 }
+
+func newPool(url string) (*pgxpool.Pool, error) { return pgxpool.New(context.Background(), url) }
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(raw)
+}

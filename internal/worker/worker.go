@@ -222,7 +222,10 @@ func (w *Worker) deadLetter(msg jetstream.Msg, md *jetstream.MsgMetadata, subjec
 	dead.Header.Set(HeaderDeliveries, strconv.FormatUint(md.NumDelivered, 10))
 	dead.Header.Set(HeaderSubject, msg.Subject())
 	dead.Header.Set(HeaderStreamSeq, strconv.FormatUint(md.Sequence.Stream, 10))
-	dead.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dead-%s-%d", md.Stream, md.Sequence.Stream))
+	if dead.Header.Get(jetstream.MsgIDHeader) == "" {
+		// A re-published dead letter (after a lost PubAck) is then dropped.
+		dead.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dead-%s-%d", md.Stream, md.Sequence.Stream))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := w.js.PublishMsg(ctx, dead); err != nil {
