@@ -1,0 +1,131 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/leadflow/leadflow/internal/config"
+	"github.com/leadflow/leadflow/internal/store"
+	"github.com/leadflow/leadflow/internal/stream"
+	"github.com/leadflow/leadflow/internal/testenv"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+type bundle struct {
+	st   *store.Store
+	js   jetstream.JetStream
+	topo stream.Topology
+}
+
+func setup(t *testing.T) bundle {
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.Database(t), 8)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	srv := testenv.StartNATS(t)
+	nc, err := nats.Connect(srv.URL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	topo := stream.New(config.Config{RequestsStream: "LEAD_REQUESTS", EventsStream: "LEAD_EVENTS", DeadLetterStream: "LEAD_DEAD_LETTERS",
+		DeadLetterPrefix: "leadflow.dead", Consumer: "leadflow", AckWait: time.Second, MaxAckPending: 100, Replicas: 1,
+		DuplicateWindow: time.Minute, RequestsRetention: "limits"})
+	require.NoError(t, topo.Ensure(ctx, js))
+	return bundle{st: st, js: js, topo: topo}
+}
+
+// fill writes n events for one lead into the outbox and returns their ids in order.
+func (b bundle) fill(t *testing.T, n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
+		_, err := b.st.Pool().Exec(context.Background(), `INSERT INTO outbox (org_id, event_id, subject, payload) VALUES ('o', $1, 'lead.qualified', $2)`,
+			ids[i], fmt.Sprintf(`{"n":%d}`, i))
+		require.NoError(t, err)
+	}
+	return ids
+}
+
+func (b bundle) published(t *testing.T) []string {
+	ctx := context.Background()
+	cons, err := b.js.OrderedConsumer(ctx, "LEAD_EVENTS", jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err)
+	info, err := b.js.Stream(ctx, "LEAD_EVENTS")
+	require.NoError(t, err)
+	var ids []string
+	for range info.CachedInfo().State.Msgs {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		require.NoError(t, err)
+		ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
+	}
+	return ids
+}
+
+func (b bundle) outboxLen(t *testing.T) int {
+	var n int
+	require.NoError(t, b.st.Pool().QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n))
+	return n
+}
+
+// TestCrashAfterPublishBeforeMark: a relay that dies after JetStream stored
+// its batch and before deleting it leaves the batch to the next relay, whose
+// re-publish JetStream drops as duplicates: every event once, in order.
+func TestCrashAfterPublishBeforeMark(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.fill(t, 50)
+	cfg := Config{Batch: 20, Poll: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+
+	crashing := New(b.st.Pool(), b.js, b.topo, cfg, zerolog.Nop())
+	ctx, crash := context.WithCancel(context.Background())
+	crashed := make(chan struct{})
+	crashing.afterPublish = func() error {
+		crash()
+		close(crashed)
+		return errors.New("crash")
+	}
+	go crashing.Run(ctx, 0) //nolint:errcheck
+	<-crashed
+	time.Sleep(100 * time.Millisecond)
+	require.Equal(t, 50, b.outboxLen(t), "nothing was marked")
+
+	healthy := New(b.st.Pool(), b.js, b.topo, cfg, zerolog.Nop())
+	hctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { healthy.Run(hctx, time.Second); close(done) }() //nolint:errcheck
+	require.Eventually(t, func() bool { return b.outboxLen(t) == 0 }, 10*time.Second, 20*time.Millisecond)
+	stop()
+	<-done
+	require.Equal(t, ids, b.published(t), "each event once, in commit order")
+}
+
+// TestOneRelayPublishes: of two relays on one database, one publishes and the
+// other takes over when it stops.
+func TestOneRelayPublishes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := Config{Batch: 10, Poll: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+	first, second := New(b.st.Pool(), b.js, b.topo, cfg, zerolog.Nop()), New(b.st.Pool(), b.js, b.topo, cfg, zerolog.Nop())
+	ctx1, stop1 := context.WithCancel(context.Background())
+	ctx2, stop2 := context.WithCancel(context.Background())
+	defer stop2()
+	done1 := make(chan struct{})
+	go func() { first.Run(ctx1, time.Second); close(done1) }() //nolint:errcheck
+	go second.Run(ctx2, time.Second)                           //nolint:errcheck
+
+	ids := b.fill(t, 30)
+	require.Eventually(t, func() bool { return b.outboxLen(t) == 0 }, 10*time.Second, 20*time.Millisecond)
+	stop1()
+	<-done1
+	more := b.fill(t, 30)
+	require.Eventually(t, func() bool { return b.outboxLen(t) == 0 }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, append(ids, more...), b.published(t))
+}
