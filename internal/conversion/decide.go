@@ -150,7 +150,7 @@ func draft(in Input) (*Draft, *Rejection) {
 	if account == nil && !consumer {
 		if !s.autoCreate(RecordAccount) {
 			unselected = append(unselected, RecordAccount)
-		} else if r.Lead.Company != "" {
+		} else if strings.TrimSpace(r.Lead.Company) != "" {
 			account = &Choice{Action: ActionCreate}
 		}
 	}
@@ -251,7 +251,7 @@ func draft(in Input) (*Draft, *Rejection) {
 		}
 	}
 	if len(absent) > 0 {
-		absent = slices.Compact(absent)
+		absent = unique(absent)
 		return nil, reject(CodeMissingRequiredFields, map[string]any{"missing": absent},
 			"required fields are missing: %s", strings.Join(absent, ", "))
 	}
@@ -365,7 +365,8 @@ func groupMatches(found []Match) []matchGroup {
 			index[k] = i
 			groups = append(groups, matchGroup{record: m.Record})
 		}
-		rule := map[string]any{"rule": m.Probe.Rule.Name, "field": m.Probe.Rule.Field, "lead_value": m.Probe.LeadValue, "record_value": m.RecordValue}
+		rule := map[string]any{"rule": m.Probe.Rule.Name, "field": m.Probe.Rule.Field,
+			"lead_value": nilIfEmpty(m.Probe.LeadValue), "record_value": nilIfEmpty(m.RecordValue)}
 		if !slices.ContainsFunc(groups[i].rules, func(x map[string]any) bool {
 			return x["rule"] == rule["rule"] && x["lead_value"] == rule["lead_value"] && x["record_value"] == rule["record_value"]
 		}) {
@@ -444,4 +445,17 @@ func nilIfEmpty(s string) any {
 		return nil
 	}
 	return s
+}
+
+// unique drops repeated strings, keeping the first of each in order.
+func unique(in []string) []string {
+	seen := map[string]bool{}
+	out := in[:0]
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package conversion
 
 import (
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -149,14 +150,14 @@ func merge(existing, incoming Values, overwrite bool) (Values, bool) {
 			continue
 		}
 		if overwrite || out.Get(k) == nil {
-			if out.Fields[k] != x {
+			if !reflect.DeepEqual(out.Fields[k], x) {
 				out.Fields[k] = x
 				changed = true
 			}
 		}
 	}
 	for k, x := range incoming.Custom {
-		if overwrite || blankToNil(out.Custom[k]) == nil {
+		if (overwrite || blankToNil(out.Custom[k]) == nil) && !reflect.DeepEqual(out.Custom[k], x) {
 			out.Custom[k] = x
 			changed = true
 		}

@@ -42,9 +42,10 @@ func NormalizePhone(s string) string {
 // port, path, query or fragment, lower-cased.
 func NormalizeDomain(s string) string {
 	s = strings.ToLower(strings.TrimSpace(s))
-	if i := strings.Index(s, "://"); i >= 0 {
+	if i := strings.Index(s, "://"); i >= 0 && !strings.ContainsAny(s[:i], "/?#") {
 		s = s[i+3:]
 	}
+	s = strings.TrimPrefix(s, "//")
 	if i := strings.IndexAny(s, "/?#"); i >= 0 {
 		s = s[:i]
 	}

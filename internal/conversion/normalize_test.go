@@ -171,7 +171,6 @@ func TestNormalizeDomainBugs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			t.Skip("BUG: " + tc.bug)
 			require.Equal(t, tc.want, NormalizeDomain(tc.in))
 		})
 	}
