@@ -98,4 +98,3 @@ func newLogger(level string) zerolog.Logger {
 	}
 	return zerolog.New(os.Stderr).Level(l).With().Timestamp().Str("service", "leadflow").Logger()
 }
-

@@ -137,9 +137,9 @@ func TestRejections(t *testing.T) {
 
 	manager := map[string]any{"id": "boss", "roles": []any{"sales_manager"}}
 	cases := []struct {
-		code string
-		req  map[string]any
-		subj string
+		code  string
+		req   map[string]any
+		subj  string
 		check func(t *testing.T, data map[string]any)
 	}{
 		{code: "forbidden", req: func() map[string]any {

@@ -166,8 +166,8 @@ var recordStatements = func() map[string]recordSQL {
 			}
 		}
 		out[typ] = recordSQL{
-			insert: fmt.Sprintf(`INSERT INTO %s (org_id, id, %s) VALUES (%s)`, tables[typ], strings.Join(cols, ", "), strings.Join(ph, ", ")),
-			update: fmt.Sprintf(`UPDATE %s SET %s, updated_at = now() WHERE org_id = $1 AND id = $2`, tables[typ], strings.Join(set, ", ")),
+			insert:  fmt.Sprintf(`INSERT INTO %s (org_id, id, %s) VALUES (%s)`, tables[typ], strings.Join(cols, ", "), strings.Join(ph, ", ")),
+			update:  fmt.Sprintf(`UPDATE %s SET %s, updated_at = now() WHERE org_id = $1 AND id = $2`, tables[typ], strings.Join(set, ", ")),
 			columns: cols,
 		}
 	}

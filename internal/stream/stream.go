@@ -101,4 +101,3 @@ func (t Topology) Ready(ctx context.Context, js jetstream.JetStream) error {
 	}
 	return nil
 }
-
