@@ -85,7 +85,7 @@ func TestPoisonRequestDeadLettered(t *testing.T) {
 	require.Equal(t, "poison-key", msg.Headers().Get("Nats-Msg-Id"), "the request's own headers are kept")
 	require.Contains(t, msg.Headers().Get("Leadflow-Error"), "poisoned lead")
 	require.Equal(t, "3", msg.Headers().Get("Leadflow-Deliveries"))
-	require.Contains(t, b.logs.String(), "dead-lettered")
+	require.Eventually(t, func() bool { return strings.Contains(b.logs.String(), "dead-lettered") }, 5*time.Second, 20*time.Millisecond)
 
 	// Terminated: nothing is pending on the consumer, and no event was published for it.
 	require.Eventually(t, func() bool {
