@@ -71,6 +71,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		})
 	case "settings":
 		return withStore(ctx, cfg, func(st *store.Store) error { return settings.Command(ctx, st, args[1:], stdout) })
+	default:
+		if c, ok := extra[args[0]]; ok {
+			return c.run(ctx, cfg, log, args[1:], stdout)
+		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -78,6 +82,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprint(os.Stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])
 }
+
+// command is a subcommand that lives in a file of its own and registers
+// itself in extra from that file's init.
+type command struct {
+	usage string
+	run   func(ctx context.Context, cfg config.Config, log zerolog.Logger, args []string, stdout io.Writer) error
+}
+
+var extra = map[string]command{}
 
 func withStore(ctx context.Context, cfg config.Config, f func(*store.Store) error) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
