@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"syscall"
 	"time"
 
@@ -32,8 +33,20 @@ commands:
   settings get --org ID                 print an org's settings
   settings put --org ID --file F.json   replace an org's settings (validated first)
 
-configuration: LEADFLOW_* environment variables (see README.md)
 `
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usage)
+	names := make([]string, 0, len(extra))
+	for n := range extra {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %s\n", extra[n].usage)
+	}
+	fmt.Fprint(w, "\nconfiguration: LEADFLOW_* environment variables (see README.md)\n")
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -46,7 +59,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
+		printUsage(os.Stderr)
 		return errors.New("no command")
 	}
 	cfg, err := config.Load()
@@ -76,10 +89,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return c.run(ctx, cfg, log, args[1:], stdout)
 		}
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		printUsage(stdout)
 		return nil
 	}
-	fmt.Fprint(os.Stderr, usage)
+	printUsage(os.Stderr)
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
