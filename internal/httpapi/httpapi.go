@@ -1,5 +1,6 @@
 // Package httpapi serves leadflow's operational endpoints: /healthz (the
-// process is alive) and /readyz (the database, NATS and the streams are ready).
+// process is alive), /readyz (the database, NATS and the streams are ready)
+// and /metrics (Prometheus).
 package httpapi
 
 import (
@@ -16,8 +17,15 @@ type Check struct {
 }
 
 // Handler returns the mux for /healthz and /readyz.
-func Handler(checks ...Check) http.Handler {
+func Handler(checks ...Check) http.Handler { return HandlerWith(nil, checks...) }
+
+// HandlerWith is Handler plus GET /metrics served by metrics (see
+// metrics.Metrics.Handler); a nil metrics handler leaves /metrics out.
+func HandlerWith(metrics http.Handler, checks ...Check) http.Handler {
 	mux := http.NewServeMux()
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
