@@ -79,7 +79,8 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 		// not be published is delivered again rather than dropped.
 		MaxDeliver:        -1,
 		MaxAckPending:     c.MaxAckPending,
-		FilterSubjects:    t.prefixed(RequestSubjects),
+		// No filter: the stream holds only request subjects, and servers
+		// before 2.10 refuse multiple filter subjects.
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		InactiveThreshold: 0,
 	})
