@@ -77,8 +77,8 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 		// leadflow counts deliveries itself and dead-letters at
 		// LEADFLOW_MAX_DELIVER, so that a request whose dead letter could
 		// not be published is delivered again rather than dropped.
-		MaxDeliver:        -1,
-		MaxAckPending:     c.MaxAckPending,
+		MaxDeliver:    -1,
+		MaxAckPending: c.MaxAckPending,
 		// No filter: the stream holds only request subjects, and servers
 		// before 2.10 refuse multiple filter subjects.
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
