@@ -22,8 +22,12 @@ type Config struct {
 	NATSURL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
 	// HTTPAddr is where /healthz, /readyz and /metrics listen.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:"127.0.0.1:8080"`
-	// Workers is how many requests one process handles at once.
+	// Workers is how many transactions one process runs at once.
 	Workers int `envconfig:"WORKERS" default:"8"`
+	// Batch is the most requests one transaction applies; under load a
+	// worker takes what is waiting, up to this many, so that round trips
+	// and commits are shared. 1 gives every request a transaction of its own.
+	Batch int `envconfig:"BATCH" default:"32"`
 	// LogLevel is zerolog's level: debug, info, warn or error.
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 
@@ -100,6 +104,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 || c.Workers > 1024 {
 		bad("WORKERS", "must be between 1 and 1024, not %d", c.Workers)
+	}
+	if c.Batch < 1 || c.Batch > 1000 {
+		bad("BATCH", "must be between 1 and 1000, not %d", c.Batch)
 	}
 	if c.DatabaseMaxConns < 0 {
 		bad("DATABASE_MAX_CONNS", "must not be negative")

@@ -29,6 +29,10 @@ type Parsed struct {
 	// Hash identifies the request's content: equal for the same subject and
 	// the same JSON value, however it is spaced or its keys ordered.
 	Hash []byte
+	// Traceparent and Tracestate are the W3C trace context the request
+	// arrived with (its traceparent and tracestate headers), carried onto
+	// every event it produces.
+	Traceparent, Tracestate string
 }
 
 // Readable reports whether the request names its org and idempotency key, so

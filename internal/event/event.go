@@ -34,6 +34,9 @@ type Meta struct {
 	OrgID         string
 	CorrelationID string
 	Time          time.Time
+	// Traceparent and Tracestate are the W3C trace context of the request,
+	// carried onto its events; empty when it had none.
+	Traceparent, Tracestate string
 }
 
 // Marshal renders one event of type typ with id and data.
@@ -48,6 +51,8 @@ func Marshal(m Meta, typ, id string, data any) ([]byte, error) {
 		DataContentType: "application/json",
 		OrgID:           m.OrgID,
 		CorrelationID:   m.CorrelationID,
+		Traceparent:     m.Traceparent,
+		Tracestate:      m.Tracestate,
 		Data:            data,
 	})
 }

@@ -143,7 +143,7 @@ func (r *Relay) lead(ctx context.Context, flushTimeout time.Duration) error {
 // flush publishes up to one batch of the oldest events and deletes those
 // JetStream acknowledged. It returns how many it published.
 func (r *Relay) flush(ctx context.Context) (int, error) {
-	rows, err := r.pool.Query(ctx, `SELECT seq, event_id::text, subject, payload FROM outbox ORDER BY seq LIMIT $1`, r.cfg.Batch)
+	rows, err := r.pool.Query(ctx, `SELECT seq, event_id::text, subject, payload, headers FROM outbox ORDER BY seq LIMIT $1`, r.cfg.Batch)
 	if err != nil {
 		return 0, fmt.Errorf("read outbox: %w", err)
 	}
@@ -151,11 +151,12 @@ func (r *Relay) flush(ctx context.Context) (int, error) {
 		seq     int64
 		id, sub string
 		payload []byte
+		headers map[string]string
 	}
 	var batch []row
 	for rows.Next() {
 		var x row
-		if err := rows.Scan(&x.seq, &x.id, &x.sub, &x.payload); err != nil {
+		if err := rows.Scan(&x.seq, &x.id, &x.sub, &x.payload, &x.headers); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("read outbox: %w", err)
 		}
@@ -172,6 +173,9 @@ func (r *Relay) flush(ctx context.Context) (int, error) {
 	var pubErr error
 	for _, x := range batch {
 		msg := &nats.Msg{Subject: r.topo.Subject(x.sub), Data: x.payload, Header: nats.Header{}}
+		for k, v := range x.headers {
+			msg.Header.Set(k, v)
+		}
 		msg.Header.Set(jetstream.MsgIDHeader, x.id)
 		f, err := r.js.PublishMsgAsync(msg)
 		if err != nil {

@@ -75,7 +75,7 @@ func (s *syncBuffer) String() string {
 
 func testConfig(dbURL, natsURL string) config.Config {
 	return config.Config{
-		DatabaseURL: dbURL, NATSURL: natsURL, HTTPAddr: "127.0.0.1:0", Workers: 4, LogLevel: "debug",
+		DatabaseURL: dbURL, NATSURL: natsURL, HTTPAddr: "127.0.0.1:0", Workers: 4, Batch: 16, LogLevel: "debug",
 		DeadLetterPrefix: "leadflow.dead", RequestsStream: "LEAD_REQUESTS", EventsStream: "LEAD_EVENTS",
 		DeadLetterStream: "LEAD_DEAD_LETTERS", RequestsRetention: "limits", RequestsMaxAge: time.Hour,
 		EventsMaxAge: time.Hour, Replicas: 1, DuplicateWindow: 2 * time.Minute, Consumer: "leadflow",

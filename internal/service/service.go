@@ -98,7 +98,7 @@ func (s *Service) Run(ctx context.Context) error {
 	), ReadHeaderTimeout: 5 * time.Second}
 
 	w := worker.New(worker.Config{
-		Stream: s.cfg.RequestsStream, Consumer: s.cfg.Consumer, Workers: s.cfg.Workers, MaxDeliver: s.cfg.MaxDeliver,
+		Stream: s.cfg.RequestsStream, Consumer: s.cfg.Consumer, Workers: s.cfg.Workers, Batch: s.cfg.Batch, MaxDeliver: s.cfg.MaxDeliver,
 		AckWait: s.cfg.AckWait, BackoffMin: s.cfg.BackoffMin, BackoffMax: s.cfg.BackoffMax,
 	}, s.js, s.store, s.topo, s.log)
 	r := relay.New(s.store.Pool(), s.js, s.topo, relay.Config{

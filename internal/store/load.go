@@ -16,7 +16,7 @@ type state struct {
 	leadFound  bool
 	status     string
 	conversion []byte
-	settings   []byte
+	settings   *[]byte
 	existing   map[string]conversion.Existing
 }
 
@@ -26,12 +26,11 @@ func lockKey(parts ...string) string { return strings.Join(parts, "\x1f") }
 
 const lockSQL = `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`
 
-// queueLoad queues the reads of a request's state: the lead (under its lock),
-// the org's settings and the records the request names by id (locked, since
-// linking may update them).
-func queueLoad(b *pgx.Batch, r *conversion.Request) *state {
-	st := &state{req: r, existing: map[string]conversion.Existing{}}
-	b.Queue(lockSQL, lockKey("lead", r.OrgID, r.Lead.ID))
+// queueLoad queues the reads of a request's state: the lead (whose lock the
+// caller took) and the records the request names by id (locked, since
+// linking may update them). settings receives the org's settings.
+func queueLoad(b *pgx.Batch, r *conversion.Request, settings *[]byte) *state {
+	st := &state{req: r, existing: map[string]conversion.Existing{}, settings: settings}
 	b.Queue(`SELECT status, conversion FROM leads WHERE org_id = $1 AND id = $2`, r.OrgID, r.Lead.ID).
 		QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&st.status, &st.conversion)
@@ -41,13 +40,6 @@ func queueLoad(b *pgx.Batch, r *conversion.Request) *state {
 			st.leadFound = err == nil
 			return err
 		})
-	b.Queue(`SELECT settings FROM org_settings WHERE org_id = $1`, r.OrgID).QueryRow(func(row pgx.Row) error {
-		err := row.Scan(&st.settings)
-		if err == pgx.ErrNoRows {
-			return nil
-		}
-		return err
-	})
 	if r.Subject != conversion.SubjectQualify {
 		return st
 	}
@@ -73,7 +65,7 @@ func queueLoad(b *pgx.Batch, r *conversion.Request) *state {
 			continue
 		}
 		typ := q.typ
-		sql := fmt.Sprintf(`SELECT %s FROM %s WHERE org_id = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE`,
+		sql := fmt.Sprintf(`SELECT %s FROM %s WHERE org_id = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR NO KEY UPDATE`,
 			selectList(typ, ""), tables[typ])
 		b.Queue(sql, r.OrgID, q.ids).Query(func(rows pgx.Rows) error {
 			return scanRecords(rows, typ, func(e conversion.Existing, _ string) { st.existing[e.ID] = e })
@@ -83,7 +75,7 @@ func queueLoad(b *pgx.Batch, r *conversion.Request) *state {
 }
 
 func (st *state) input(now time.Time) (conversion.Input, error) {
-	s, err := conversion.ParseSettings(st.settings)
+	s, err := conversion.ParseSettings(*st.settings)
 	if err != nil {
 		return conversion.Input{}, err
 	}

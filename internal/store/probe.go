@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -13,27 +12,10 @@ import (
 // maxMatches bounds the records one duplicate probe reports.
 const maxMatches = 20
 
-// probe runs a draft's duplicate lookups. Before looking, it takes a
-// transaction-scoped advisory lock on each value it would create (in a fixed
-// order, so that two conversions cannot deadlock on them): of two
-// conversions racing to create the same company, the second waits until the
-// first commits and then finds its account. A unique index could not say
-// this, since duplicate rules are per org, may compare prefixes or suffixes,
-// and create_new deliberately creates a duplicate.
-func (t *tx) probe(ctx context.Context, orgID string, probes []conversion.Probe) ([]conversion.Match, error) {
-	if len(probes) == 0 {
-		return nil, nil
-	}
-	b := &pgx.Batch{}
-	var found []conversion.Match
-	last := ""
-	for _, p := range probes {
-		if p.Lock != last {
-			b.Queue(lockSQL, p.Lock)
-			last = p.Lock
-		}
-	}
-	for _, p := range probes {
+// queueProbes queues the draft's duplicate lookups; their matches land in r.found.
+func (r *request) queueProbes(b *pgx.Batch) {
+	orgID := r.p.Request.OrgID
+	for _, p := range r.draft.Probes {
 		if !p.Lookup {
 			continue
 		}
@@ -42,14 +24,10 @@ func (t *tx) probe(ctx context.Context, orgID string, probes []conversion.Probe)
 			selectList(p.RecordType, p.Column), tables[p.RecordType], pred, maxMatches)
 		b.Queue(sql, orgID, arg).Query(func(rows pgx.Rows) error {
 			return scanRecords(rows, p.RecordType, func(e conversion.Existing, norm string) {
-				found = append(found, conversion.Match{Probe: p, Record: e, RecordValue: norm})
+				r.found = append(r.found, conversion.Match{Probe: p, Record: e, RecordValue: norm})
 			})
 		})
 	}
-	if err := t.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("find duplicates: %w", err)
-	}
-	return found, nil
 }
 
 // predicate is the indexed condition of a probe on its normalized column.

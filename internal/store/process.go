@@ -2,10 +2,11 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,128 +27,315 @@ type Outcome struct {
 	Replayed bool
 	// Events is the number of events written to the outbox.
 	Events int
+	// Deferred is set when the request was left out of its batch because it
+	// shares a lead, an idempotency key or a new record's duplicate key with
+	// an earlier request of the same batch: nothing was written for it, and
+	// it must be processed again on its own.
+	Deferred bool
 }
 
-// maxTxAttempts bounds how often one request's transaction is re-run after a
+// maxTxAttempts bounds how often a transaction is re-run after a
 // serialization failure or deadlock before the error goes back to the caller.
 const maxTxAttempts = 5
 
-// Process applies one parsed request in one transaction: idempotency record,
-// lead, records, notes and the events in the outbox. A rejection is an
-// outcome, not an error; an error means nothing was committed and the request
-// may be tried again.
+// Process applies one parsed request in one transaction. A rejection is an
+// outcome, not an error; an error means nothing was committed and the
+// request may be tried again.
 func (s *Store) Process(ctx context.Context, p *conversion.Parsed) (Outcome, error) {
+	outs, err := s.ProcessBatch(ctx, []*conversion.Parsed{p})
+	if err != nil {
+		return Outcome{}, err
+	}
+	return outs[0], nil
+}
+
+// ProcessBatch applies several requests in one transaction, in a fixed
+// number of round trips whatever their count: each request is decided on its
+// own, as Process would, and the transaction commits all of them or none. A
+// request that would race another of the same batch comes back Deferred. An
+// error means nothing was committed: the caller should then process the
+// requests one by one, so that one bad request cannot hold back the others.
+func (s *Store) ProcessBatch(ctx context.Context, ps []*conversion.Parsed) ([]Outcome, error) {
 	for attempt := 1; ; attempt++ {
-		out, err := s.process(ctx, p)
+		outs, err := s.processBatch(ctx, ps)
 		if err == nil || !retryable(err) || attempt == maxTxAttempts {
-			return out, err
+			return outs, err
 		}
 		time.Sleep(time.Duration(rand.IntN(5*attempt)+1) * time.Millisecond)
 	}
 }
 
-// tx is one request's transaction and what it writes.
-type tx struct {
-	pgx.Tx
-	p      *conversion.Parsed
-	now    time.Time
-	events []conversion.Event
-}
+// request is one request's progress through a transaction.
+type request struct {
+	p   *conversion.Parsed
+	now time.Time
 
-func (s *Store) process(ctx context.Context, p *conversion.Parsed) (Outcome, error) {
-	dbtx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
-	if err != nil {
-		return Outcome{}, fmt.Errorf("begin: %w", err)
-	}
-	defer dbtx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
-	t := &tx{Tx: dbtx, p: p, now: time.Now()}
-
-	out, err := t.apply(ctx)
-	if err != nil {
-		return Outcome{}, err
-	}
-	if err := dbtx.Commit(ctx); err != nil {
-		return Outcome{}, fmt.Errorf("commit: %w", err)
-	}
-	return out, nil
-}
-
-func (t *tx) apply(ctx context.Context) (Outcome, error) {
-	p := t.p
-	if !p.Readable() {
-		// Nothing names the request: no idempotency record can hold it. Its
-		// event id derives from its content, so that a redelivery publishes
-		// the same event and JetStream drops the copy.
-		id := uuid.NewSHA1(eventNamespace, append([]byte("unreadable\x00"), p.Hash...)).String()
-		return t.rejectOnly(ctx, p.Invalid, id)
-	}
-
-	b := &pgx.Batch{}
-	var inserted bool
-	var stored struct {
+	// Loaded in the first round trip.
+	inserted bool
+	stored   struct {
 		hash    []byte
 		subject *string
 		event   []byte
 		eventID *uuid.UUID
 	}
+	st *state
+
+	// Decided.
+	draft  *conversion.Draft
+	plan   *conversion.Plan
+	rej    *conversion.Rejection
+	rejID  string // the rejection event's id
+	record bool   // the outcome is recorded against the idempotency key
+	replay bool
+	found  []conversion.Match
+
+	out Outcome
+}
+
+func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Outcome, error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
+
+	now := time.Now()
+	reqs := make([]*request, len(ps))
+	keys, leads := map[string]bool{}, map[string]bool{}
+	for i, p := range ps {
+		r := &request{p: p, now: now}
+		reqs[i] = r
+		// Two requests of one batch for the same key or lead would both read
+		// the state before either wrote it: the later waits for a batch of its own.
+		if p.Readable() {
+			k := lockKey(*p.OrgID, *p.Key)
+			r.out.Deferred = keys[k]
+			keys[k] = true
+		}
+		if p.Request != nil && !r.out.Deferred {
+			l := lockKey(p.Request.OrgID, p.Request.Lead.ID)
+			r.out.Deferred = leads[l]
+			leads[l] = true
+		}
+	}
+	active := slices.DeleteFunc(slices.Clone(reqs), func(r *request) bool { return r.out.Deferred })
+
+	if err := load(ctx, tx, active); err != nil {
+		return nil, err
+	}
+	for _, r := range active {
+		if err := r.decide(); err != nil {
+			return nil, err
+		}
+	}
+	if err := probe(ctx, tx, active); err != nil {
+		return nil, err
+	}
+
+	b := &pgx.Batch{}
+	events := 0
+	for _, r := range reqs {
+		if r.out.Deferred {
+			if r.inserted {
+				// Its idempotency record was claimed in this transaction:
+				// release it for the request's own turn.
+				b.Queue(`DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2`, *r.p.OrgID, *r.p.Key)
+			}
+			continue
+		}
+		if err := r.queueWrite(b); err != nil {
+			return nil, err
+		}
+		events += r.out.Events
+	}
+	if events > 0 {
+		b.Queue(`SELECT pg_notify('leadflow_outbox', '')`)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("write: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	outs := make([]Outcome, len(reqs))
+	for i, r := range reqs {
+		outs[i] = r.out
+	}
+	return outs, nil
+}
+
+// load reads, in one round trip, what the requests' decisions need: their
+// idempotency records (claimed by inserting them), their leads (under a lock
+// per lead, so that requests for one lead run one at a time, whether or not
+// its row exists yet), the orgs' settings and the records they name.
+// Locks are taken in a fixed order, so that two batches cannot deadlock.
+func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
+	b := &pgx.Batch{}
+	byKey := slices.Clone(reqs)
+	slices.SortFunc(byKey, func(a, b *request) int { return cmp.Compare(a.keyLock(), b.keyLock()) })
+	for _, r := range byKey {
+		if r.p.Readable() {
+			r.queueClaim(b)
+		}
+	}
+	byLead := slices.Clone(reqs)
+	slices.SortFunc(byLead, func(a, b *request) int { return cmp.Compare(a.leadLock(), b.leadLock()) })
+	for _, r := range byLead {
+		if r.p.Request != nil && r.p.Readable() {
+			b.Queue(lockSQL, r.leadLock())
+		}
+	}
+	settings := map[string]*[]byte{}
+	for _, r := range reqs {
+		if r.p.Request == nil || !r.p.Readable() {
+			continue
+		}
+		org := r.p.Request.OrgID
+		raw, ok := settings[org]
+		if !ok {
+			raw = new([]byte)
+			settings[org] = raw
+			b.Queue(`SELECT settings FROM org_settings WHERE org_id = $1`, org).QueryRow(func(row pgx.Row) error {
+				err := row.Scan(raw)
+				if err == pgx.ErrNoRows {
+					return nil
+				}
+				return err
+			})
+		}
+		r.st = queueLoad(b, r.p.Request, raw)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	return nil
+}
+
+func (r *request) keyLock() string {
+	if !r.p.Readable() {
+		return ""
+	}
+	return lockKey(*r.p.OrgID, *r.p.Key)
+}
+
+func (r *request) leadLock() string {
+	if r.p.Request == nil {
+		return ""
+	}
+	return lockKey("lead", r.p.Request.OrgID, r.p.Request.Lead.ID)
+}
+
+// queueClaim inserts the request's idempotency record, then reads the record
+// in a statement of its own, so that it sees a row that a concurrent
+// transaction committed while the insert waited for it.
+func (r *request) queueClaim(b *pgx.Batch) {
+	p := r.p
 	b.Queue(`INSERT INTO idempotency_keys (org_id, key, subject, request_hash) VALUES ($1, $2, $3, $4)
 		ON CONFLICT DO NOTHING RETURNING true`, *p.OrgID, *p.Key, p.Subject, p.Hash).
-		QueryRow(func(r pgx.Row) error {
-			err := r.Scan(&inserted)
-			if errors.Is(err, pgx.ErrNoRows) {
+		QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&r.inserted)
+			if err == pgx.ErrNoRows {
 				return nil
 			}
 			return err
 		})
-	// A separate statement, so that it sees a row that a concurrent
-	// transaction committed while the insert waited for it.
 	b.Queue(`SELECT request_hash, event_subject, event, event_id FROM idempotency_keys WHERE org_id = $1 AND key = $2`,
-		*p.OrgID, *p.Key).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&stored.hash, &stored.subject, &stored.event, &stored.eventID)
+		*p.OrgID, *p.Key).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&r.stored.hash, &r.stored.subject, &r.stored.event, &r.stored.eventID)
 	})
-	var st *state
-	if p.Request != nil {
-		st = queueLoad(b, p.Request)
-	}
-	if err := t.SendBatch(ctx, b).Close(); err != nil {
-		return Outcome{}, fmt.Errorf("load: %w", err)
-	}
+}
 
-	if !inserted {
-		if !bytes.Equal(stored.hash, p.Hash) {
-			id := uuid.NewSHA1(eventNamespace, append([]byte("reused\x00"+*p.OrgID+"\x00"+*p.Key+"\x00"), p.Hash...)).String()
-			return t.rejectOnly(ctx, conversion.KeyReused(*p.Key), id)
+// decide settles what the request does, but for duplicates.
+func (r *request) decide() error {
+	p := r.p
+	switch {
+	case !p.Readable():
+		// Nothing names the request: no idempotency record can hold it. Its
+		// event id derives from its content, so that a redelivery publishes
+		// the same event and JetStream drops the copy.
+		r.rej = p.Invalid
+		r.rejID = uuid.NewSHA1(eventNamespace, append([]byte("unreadable\x00"), p.Hash...)).String()
+		return nil
+	case !r.inserted && !bytes.Equal(r.stored.hash, p.Hash):
+		r.rej = conversion.KeyReused(*p.Key)
+		r.rejID = uuid.NewSHA1(eventNamespace, append([]byte("reused\x00"+*p.OrgID+"\x00"+*p.Key+"\x00"), p.Hash...)).String()
+		return nil
+	case !r.inserted:
+		if r.stored.event == nil {
+			return fmt.Errorf("idempotency record %q of org %q has no outcome", *p.Key, *p.OrgID)
 		}
-		if stored.event == nil {
-			return Outcome{}, fmt.Errorf("idempotency record %q of org %q has no outcome", *p.Key, *p.OrgID)
-		}
-		if err := t.replay(ctx, *stored.subject, stored.eventID.String(), stored.event); err != nil {
-			return Outcome{}, err
-		}
-		return Outcome{Event: *stored.subject, Code: codeOf(*stored.subject, stored.event), Replayed: true, Events: 1}, nil
+		r.replay = true
+		return nil
 	}
-
+	r.record, r.rejID = true, newID()
 	if p.Invalid != nil {
-		return t.reject(ctx, p.Invalid)
+		r.rej = p.Invalid
+		return nil
 	}
-	in, err := st.input(t.now)
+	in, err := r.st.input(r.now)
 	if err != nil {
-		return Outcome{}, err
+		return err
 	}
-	draft, plan, rej := conversion.Decide(in)
-	if rej != nil {
-		return t.reject(ctx, rej)
-	}
-	if draft != nil {
-		found, err := t.probe(ctx, p.Request.OrgID, draft.Probes)
-		if err != nil {
-			return Outcome{}, err
+	r.draft, r.plan, r.rej = conversion.Decide(in)
+	return nil
+}
+
+// probe runs the drafts' duplicate lookups in one round trip. Before looking,
+// it takes a transaction-scoped advisory lock on each value a draft would
+// create (in a fixed order, so that two transactions cannot deadlock on
+// them): of two conversions racing to create the same company, the second
+// waits until the first commits and then finds its account. A unique index
+// could not say this, since duplicate rules are per org, may compare
+// prefixes or suffixes, and create_new deliberately creates a duplicate.
+// Within one batch the locks cannot separate two requests, so the later of
+// two that claim the same value is deferred.
+func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
+	claimed := map[string]*request{}
+	var locks []string
+	for _, r := range reqs {
+		if r.draft == nil {
+			continue
 		}
-		if plan, rej = draft.Resolve(found); rej != nil {
-			return t.reject(ctx, rej)
+		for _, pr := range r.draft.Probes {
+			if owner, ok := claimed[pr.Lock]; ok && owner != r {
+				r.out.Deferred = true
+			}
+		}
+		if r.out.Deferred {
+			continue
+		}
+		for _, pr := range r.draft.Probes {
+			if claimed[pr.Lock] == nil {
+				claimed[pr.Lock] = r
+				locks = append(locks, pr.Lock)
+			}
 		}
 	}
-	return t.write(ctx, plan)
+	b := &pgx.Batch{}
+	slices.Sort(locks)
+	for _, l := range locks {
+		b.Queue(lockSQL, l)
+	}
+	for _, r := range reqs {
+		if r.draft == nil || r.out.Deferred {
+			continue
+		}
+		r.queueProbes(b)
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("find duplicates: %w", err)
+		}
+	}
+	for _, r := range reqs {
+		if r.draft != nil && !r.out.Deferred {
+			r.plan, r.rej = r.draft.Resolve(r.found)
+		}
+	}
+	return nil
 }
 
 // eventNamespace seeds the name-based UUIDs of events that must come out the
@@ -168,61 +356,59 @@ func codeOf(subject string, event []byte) string {
 	return string(rest[:bytes.IndexByte(rest, '"')])
 }
 
-func (t *tx) meta() event.Meta {
-	m := event.Meta{Time: t.now}
-	if t.p.LeadID != nil {
-		m.LeadID = *t.p.LeadID
+func (r *request) meta() event.Meta {
+	p := r.p
+	m := event.Meta{Time: r.now, Traceparent: p.Traceparent, Tracestate: p.Tracestate}
+	if p.LeadID != nil {
+		m.LeadID = *p.LeadID
 	}
-	if t.p.OrgID != nil {
-		m.OrgID = *t.p.OrgID
+	if p.OrgID != nil {
+		m.OrgID = *p.OrgID
 	}
-	if t.p.Key != nil {
-		m.CorrelationID = *t.p.Key
+	if p.Key != nil {
+		m.CorrelationID = *p.Key
 	}
 	return m
 }
 
-// rejectOnly writes a rejection that no idempotency record can hold.
-func (t *tx) rejectOnly(ctx context.Context, rej *conversion.Rejection, id string) (Outcome, error) {
-	ev := conversion.RejectionEvent(t.p.Subject, t.p.OrgID, t.p.LeadID, t.p.Key, rej, id)
-	b := &pgx.Batch{}
-	if _, err := t.queueOutbox(b, []conversion.Event{ev}); err != nil {
-		return Outcome{}, err
+// queueWrite queues what the decided request writes.
+func (r *request) queueWrite(b *pgx.Batch) error {
+	p := r.p
+	switch {
+	case r.replay:
+		b.Queue(`INSERT INTO outbox (org_id, event_id, subject, payload, headers) VALUES ($1, $2, $3, $4, $5)`,
+			p.OrgID, r.stored.eventID.String(), *r.stored.subject, r.stored.event, r.headers())
+		r.out = Outcome{Event: *r.stored.subject, Code: codeOf(*r.stored.subject, r.stored.event), Replayed: true, Events: 1}
+		return nil
+	case r.rej != nil:
+		ev := conversion.RejectionEvent(p.Subject, p.OrgID, p.LeadID, p.Key, r.rej, r.rejID)
+		last, err := r.queueOutbox(b, []conversion.Event{ev})
+		if err != nil {
+			return err
+		}
+		if r.record {
+			r.queueRecord(b, ev, last)
+		}
+		r.out = Outcome{Event: ev.Type, Code: r.rej.Code, Events: 1}
+		return nil
 	}
-	if err := t.SendBatch(ctx, b).Close(); err != nil {
-		return Outcome{}, fmt.Errorf("write rejection: %w", err)
-	}
-	return Outcome{Event: ev.Type, Code: rej.Code, Events: 1}, nil
+	return r.queuePlan(b, r.plan)
 }
 
-// reject records a rejection against the request's idempotency key.
-func (t *tx) reject(ctx context.Context, rej *conversion.Rejection) (Outcome, error) {
-	ev := conversion.RejectionEvent(t.p.Subject, t.p.OrgID, t.p.LeadID, t.p.Key, rej, newID())
-	b := &pgx.Batch{}
-	last, err := t.queueOutbox(b, []conversion.Event{ev})
-	if err != nil {
-		return Outcome{}, err
+func (r *request) headers() map[string]string {
+	if r.p.Traceparent == "" {
+		return nil
 	}
-	t.queueRecord(b, ev, last)
-	if err := t.SendBatch(ctx, b).Close(); err != nil {
-		return Outcome{}, fmt.Errorf("write rejection: %w", err)
+	h := map[string]string{"traceparent": r.p.Traceparent}
+	if r.p.Tracestate != "" {
+		h["tracestate"] = r.p.Tracestate
 	}
-	return Outcome{Event: ev.Type, Code: rej.Code, Events: 1}, nil
-}
-
-func (t *tx) replay(ctx context.Context, subject, id string, payload []byte) error {
-	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO outbox (org_id, event_id, subject, payload) VALUES ($1, $2, $3, $4)`, t.p.OrgID, id, subject, payload)
-	b.Queue(`SELECT pg_notify('leadflow_outbox', '')`)
-	if err := t.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("replay outcome: %w", err)
-	}
-	return nil
+	return h
 }
 
 // queueOutbox queues the events' outbox rows and returns the last one's payload.
-func (t *tx) queueOutbox(b *pgx.Batch, events []conversion.Event) ([]byte, error) {
-	m := t.meta()
+func (r *request) queueOutbox(b *pgx.Batch, events []conversion.Event) ([]byte, error) {
+	m := r.meta()
 	ids := make([]string, len(events))
 	subjects := make([]string, len(events))
 	payloads := make([][]byte, len(events))
@@ -233,18 +419,17 @@ func (t *tx) queueOutbox(b *pgx.Batch, events []conversion.Event) ([]byte, error
 		}
 		ids[i], subjects[i], payloads[i] = e.ID, e.Type, raw
 	}
-	b.Queue(`INSERT INTO outbox (org_id, event_id, subject, payload)
-		SELECT $1, unnest($2::uuid[]), unnest($3::text[]), unnest($4::bytea[])`, t.p.OrgID, ids, subjects, payloads)
-	b.Queue(`SELECT pg_notify('leadflow_outbox', '')`)
+	b.Queue(`INSERT INTO outbox (org_id, event_id, subject, payload, headers)
+		SELECT $1, unnest($2::uuid[]), unnest($3::text[]), unnest($4::bytea[]), $5`, r.p.OrgID, ids, subjects, payloads, r.headers())
 	return payloads[len(payloads)-1], nil
 }
 
 // queueRecord stores the terminal event against the idempotency key.
-func (t *tx) queueRecord(b *pgx.Batch, terminal conversion.Event, payload []byte) {
+func (r *request) queueRecord(b *pgx.Batch, terminal conversion.Event, payload []byte) {
 	outcome := terminal.Type
 	if c, ok := terminal.Data["code"].(string); ok {
 		outcome = c
 	}
 	b.Queue(`UPDATE idempotency_keys SET outcome = $3, event_subject = $4, event = $5, event_id = $6
-		WHERE org_id = $1 AND key = $2`, *t.p.OrgID, *t.p.Key, outcome, terminal.Type, payload, terminal.ID)
+		WHERE org_id = $1 AND key = $2`, *r.p.OrgID, *r.p.Key, outcome, terminal.Type, payload, terminal.ID)
 }

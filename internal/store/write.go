@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -11,13 +10,12 @@ import (
 	"github.com/leadflow/leadflow/internal/conversion"
 )
 
-// write applies an accepted request's plan: the lead, its records, notes and
-// attachments, the idempotency record and the events.
-func (t *tx) write(ctx context.Context, plan *conversion.Plan) (Outcome, error) {
+// queuePlan queues what an accepted request's plan writes: the lead, its
+// records, notes and attachments, the idempotency record and the events.
+func (t *request) queuePlan(b *pgx.Batch, plan *conversion.Plan) error {
 	r := t.p.Request
-	b := &pgx.Batch{}
 	if err := t.queueLead(b, plan); err != nil {
-		return Outcome{}, err
+		return err
 	}
 	owner := conversion.Owner(r)
 	for _, rec := range plan.Records {
@@ -44,14 +42,12 @@ func (t *tx) write(ctx context.Context, plan *conversion.Plan) (Outcome, error) 
 	}
 	last, err := t.queueOutbox(b, plan.Events)
 	if err != nil {
-		return Outcome{}, err
-	}
-	t.queueRecord(b, plan.Events[len(plan.Events)-1], last)
-	if err := t.SendBatch(ctx, b).Close(); err != nil {
-		return Outcome{}, fmt.Errorf("write %s of lead: %w", plan.Events[len(plan.Events)-1].Type, err)
+		return err
 	}
 	terminal := plan.Events[len(plan.Events)-1]
-	return Outcome{Event: terminal.Type, Events: len(plan.Events)}, nil
+	t.queueRecord(b, terminal, last)
+	t.out = Outcome{Event: terminal.Type, Events: len(plan.Events)}
+	return nil
 }
 
 var leadColumns = []string{"topic", "first_name", "last_name", "company", "job_title", "email",
@@ -86,7 +82,7 @@ var upsertLeadSQL = func() string {
 		strings.Join(cols, ", "), strings.Join(ph, ", "), strings.Join(set, ", "))
 }()
 
-func (t *tx) queueLead(b *pgx.Batch, plan *conversion.Plan) error {
+func (t *request) queueLead(b *pgx.Batch, plan *conversion.Plan) error {
 	r := t.p.Request
 	l := &r.Lead
 	args := []any{r.OrgID, l.ID, plan.Status, plan.ProcessStage}

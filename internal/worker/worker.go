@@ -32,8 +32,10 @@ const (
 type Config struct {
 	// Stream and Consumer name the durable consumer to read.
 	Stream, Consumer string
-	// Workers is how many requests are handled at once.
+	// Workers is how many transactions run at once.
 	Workers int
+	// Batch is the most requests one transaction applies (1: one each).
+	Batch int
 	// MaxDeliver is how many deliveries a request gets before it is dead-lettered.
 	MaxDeliver int
 	// AckWait is the consumer's ack wait; a request waiting for the database
@@ -59,83 +61,193 @@ type Worker struct {
 
 // New returns a worker; Run starts it.
 func New(cfg Config, js jetstream.JetStream, st *store.Store, topo stream.Topology, log zerolog.Logger) *Worker {
+	if cfg.Batch < 1 {
+		cfg.Batch = 1
+	}
 	return &Worker{cfg: cfg, js: js, store: st, topo: topo, log: log.With().Str("component", "worker").Logger()}
 }
 
 // Run handles requests until ctx is done. Then it stops fetching, finishes the
 // requests in flight (each within the ack wait) and returns.
+//
+// Each of the Workers goroutines fetches only when it is free, and only what
+// it will handle at once: nothing waits in a client-side buffer, where its ack
+// wait would run out unseen (while the database is down, say) and burn its
+// deliveries.
 func (w *Worker) Run(ctx context.Context) error {
 	cons, err := w.js.Consumer(ctx, w.cfg.Stream, w.cfg.Consumer)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", w.cfg.Consumer, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Workers))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", w.cfg.Consumer, err)
-	}
-	stop := context.AfterFunc(ctx, it.Drain)
-	defer stop()
-
-	sem := make(chan struct{}, w.cfg.Workers)
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return nil
-			}
-			w.log.Warn().Err(err).Msg("fetching requests failed; retrying")
-			continue
-		}
-		sem <- struct{}{}
+	for range w.cfg.Workers {
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			w.handle(ctx, msg)
+			defer wg.Done()
+			for ctx.Err() == nil {
+				batch, err := w.fetch(cons)
+				if err != nil {
+					if ctx.Err() == nil {
+						w.log.Warn().Err(err).Msg("fetching requests failed; retrying")
+						time.Sleep(w.cfg.BackoffMin)
+					}
+					continue
+				}
+				if len(batch) > 0 {
+					w.handleBatch(ctx, batch)
+				}
+			}
 		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// fetchWait bounds how long an idle worker waits for a request, and so how
+// long shutdown waits for an idle worker.
+const fetchWait = time.Second
+
+// fetch waits up to fetchWait for one request, then takes those already
+// waiting, up to Batch in all.
+func (w *Worker) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	first, err := cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
+	if err != nil {
+		return nil, err
+	}
+	var batch []jetstream.Msg
+	for m := range first.Messages() {
+		batch = append(batch, m)
+	}
+	if err := first.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(batch) == 0 {
+		return nil, err
+	}
+	if len(batch) == 0 || w.cfg.Batch == 1 {
+		return batch, nil
+	}
+	more, err := cons.FetchNoWait(w.cfg.Batch - 1)
+	if err != nil {
+		return batch, nil
+	}
+	for m := range more.Messages() {
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// item is one delivered request on its way through the worker.
+type item struct {
+	msg     jetstream.Msg
+	md      *jetstream.MsgMetadata
+	subject string
+	p       *conversion.Parsed
+	log     zerolog.Logger
+	start   time.Time
+}
+
+// handleBatch applies a batch of requests in one transaction and
+// acknowledges them. When the batch fails as a whole, each request is
+// handled on its own, so that a bad one fails alone.
+func (w *Worker) handleBatch(shutdown context.Context, msgs []jetstream.Msg) {
+	items := make([]*item, 0, len(msgs))
+	for _, msg := range msgs {
+		if it := w.receive(msg); it != nil {
+			items = append(items, it)
+		}
+	}
+	if len(items) == 0 {
+		return
+	}
+	if len(items) == 1 {
+		w.handle(shutdown, items[0])
+		return
+	}
+	ps := make([]*conversion.Parsed, len(items))
+	for i, it := range items {
+		ps[i] = it.p
+	}
+	msgs = msgs[:0]
+	for _, it := range items {
+		msgs = append(msgs, it.msg)
+	}
+	var outs []store.Outcome
+	var err error
+	for waits := 0; ; waits++ {
+		outs, err = w.processBatch(shutdown, ps)
+		if err == nil || !store.Unavailable(err) || waits == 3 {
+			break
+		}
+		w.log.Warn().Err(err).Int("requests", len(items)).Msg("database unavailable; holding the requests until it is back")
+		if !w.waitForDatabase(shutdown, msgs) {
+			break
+		}
+	}
+	if err != nil {
+		w.log.Debug().Err(err).Int("requests", len(items)).Msg("batch failed; handling its requests one by one")
+		for _, it := range items {
+			w.handle(shutdown, it)
+		}
+		return
+	}
+	for i, it := range items {
+		if outs[i].Deferred {
+			w.handle(shutdown, it)
+			continue
+		}
+		w.done(it, outs[i])
 	}
 }
 
-// handle takes one request to a terminal state: acknowledged (converted or
-// rejected), scheduled for redelivery, or dead-lettered. shutdown only stops
-// waiting for an unreachable database; work under way is finished.
-func (w *Worker) handle(shutdown context.Context, msg jetstream.Msg) {
+// receive parses a delivered request, or dead-letters it when it has had
+// more deliveries than allowed (a worker died on each of them).
+func (w *Worker) receive(msg jetstream.Msg) *item {
 	md, err := msg.Metadata()
 	if err != nil {
 		w.log.Error().Err(err).Str("subject", msg.Subject()).Msg("message without JetStream metadata; terminated")
 		_ = msg.Term()
-		return
+		return nil
 	}
-	subject := w.topo.Unprefixed(msg.Subject())
-	p := conversion.Parse(subject, msg.Data())
-	log := w.requestLogger(p, md)
-
+	it := &item{msg: msg, md: md, subject: w.topo.Unprefixed(msg.Subject()), start: time.Now()}
+	it.p = conversion.Parse(it.subject, msg.Data())
+	if h := msg.Headers(); h != nil {
+		it.p.Traceparent, it.p.Tracestate = h.Get("traceparent"), h.Get("tracestate")
+	}
+	it.log = w.requestLogger(it.p, md)
 	if int(md.NumDelivered) > w.cfg.MaxDeliver {
-		w.deadLetter(msg, md, subject, fmt.Errorf("delivered %d times without an outcome", md.NumDelivered), log)
-		return
+		w.deadLetter(it, fmt.Errorf("delivered %d times without an outcome", md.NumDelivered))
+		return nil
 	}
+	return it
+}
 
-	start := time.Now()
-	out, err := w.process(shutdown, msg, p, log)
+// handle takes one request to a terminal state on its own: acknowledged
+// (converted or rejected), scheduled for redelivery, or dead-lettered.
+// shutdown only stops waiting for an unreachable database; work under way
+// is finished.
+func (w *Worker) handle(shutdown context.Context, it *item) {
+	out, err := w.process(shutdown, it.msg, it.p, it.log)
 	if err != nil {
-		if int(md.NumDelivered) >= w.cfg.MaxDeliver {
-			w.deadLetter(msg, md, subject, err, log)
+		if int(it.md.NumDelivered) >= w.cfg.MaxDeliver {
+			w.deadLetter(it, err)
 			return
 		}
-		delay := w.redeliveryDelay(int(md.NumDelivered))
-		log.Warn().Err(err).Dur("retry_in", delay).Msg("request failed; will be redelivered")
-		_ = msg.NakWithDelay(delay)
+		delay := w.redeliveryDelay(int(it.md.NumDelivered))
+		it.log.Warn().Err(err).Dur("retry_in", delay).Msg("request failed; will be redelivered")
+		_ = it.msg.NakWithDelay(delay)
 		return
 	}
-	if w.afterCommit != nil && !w.afterCommit(msg) {
+	w.done(it, out)
+}
+
+// done acknowledges a request whose transaction committed.
+func (w *Worker) done(it *item, out store.Outcome) {
+	if w.afterCommit != nil && !w.afterCommit(it.msg) {
 		return
 	}
-	if err := msg.Ack(); err != nil {
+	if err := it.msg.Ack(); err != nil {
 		// Committed: a redelivery replays the recorded outcome.
-		log.Warn().Err(err).Msg("ack failed after commit")
+		it.log.Warn().Err(err).Msg("ack failed after commit")
 	}
-	ev := log.Info().Str("outcome", out.Event).Dur("took", time.Since(start))
+	ev := it.log.Info().Str("outcome", out.Event).Dur("took", time.Since(it.start))
 	if out.Code != "" {
 		ev = ev.Str("code", out.Code)
 	}
@@ -154,10 +266,16 @@ func (w *Worker) process(shutdown context.Context, msg jetstream.Msg, p *convers
 			return out, err
 		}
 		log.Warn().Err(err).Msg("database unavailable; holding the request until it is back")
-		if !w.waitForDatabase(shutdown, msg, log) {
+		if !w.waitForDatabase(shutdown, []jetstream.Msg{msg}) {
 			return out, err
 		}
 	}
+}
+
+func (w *Worker) processBatch(shutdown context.Context, ps []*conversion.Parsed) ([]store.Outcome, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(shutdown), w.cfg.AckWait)
+	defer cancel()
+	return w.store.ProcessBatch(ctx, ps)
 }
 
 func (w *Worker) processOnce(shutdown context.Context, p *conversion.Parsed) (store.Outcome, error) {
@@ -166,11 +284,14 @@ func (w *Worker) processOnce(shutdown context.Context, p *conversion.Parsed) (st
 	return w.store.Process(ctx, p)
 }
 
-// waitForDatabase holds msg until the database answers; false when shut down.
-func (w *Worker) waitForDatabase(shutdown context.Context, msg jetstream.Msg, log zerolog.Logger) bool {
+// waitForDatabase holds msgs, reporting them in progress, until the database
+// answers; false when shut down first.
+func (w *Worker) waitForDatabase(shutdown context.Context, msgs []jetstream.Msg) bool {
 	b := w.newBackoff()
 	for {
-		_ = msg.InProgress()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
 		t := time.NewTimer(min(b.NextBackOff(), w.cfg.AckWait/3))
 		select {
 		case <-shutdown.Done():
@@ -182,8 +303,10 @@ func (w *Worker) waitForDatabase(shutdown context.Context, msg jetstream.Msg, lo
 		err := w.store.Ping(pctx)
 		cancel()
 		if err == nil {
-			log.Info().Msg("database reachable again")
-			_ = msg.InProgress()
+			w.log.Info().Msg("database reachable again")
+			for _, m := range msgs {
+				_ = m.InProgress()
+			}
 			return true
 		}
 	}
@@ -213,8 +336,9 @@ func (w *Worker) redeliveryDelay(n int) time.Duration {
 // deadLetter publishes the raw request, its headers and the last error to
 // the dead-letter subject, then terminates it. If that publish fails, the
 // request is redelivered and dead-lettered on its next delivery.
-func (w *Worker) deadLetter(msg jetstream.Msg, md *jetstream.MsgMetadata, subject string, cause error, log zerolog.Logger) {
-	dead := &nats.Msg{Subject: w.topo.DeadLetterSubject(subject), Data: msg.Data(), Header: nats.Header{}}
+func (w *Worker) deadLetter(it *item, cause error) {
+	msg, md := it.msg, it.md
+	dead := &nats.Msg{Subject: w.topo.DeadLetterSubject(it.subject), Data: msg.Data(), Header: nats.Header{}}
 	for k, v := range msg.Headers() {
 		dead.Header[k] = v
 	}
@@ -229,12 +353,12 @@ func (w *Worker) deadLetter(msg jetstream.Msg, md *jetstream.MsgMetadata, subjec
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := w.js.PublishMsg(ctx, dead); err != nil {
-		log.Error().Err(err).Msg("publishing the dead letter failed; will be redelivered")
+		it.log.Error().Err(err).Msg("publishing the dead letter failed; will be redelivered")
 		_ = msg.NakWithDelay(w.cfg.BackoffMin)
 		return
 	}
 	_ = msg.Term()
-	log.Error().Err(cause).Str("dead_letter_subject", dead.Subject).Uint64("deliveries", md.NumDelivered).
+	it.log.Error().Err(cause).Str("dead_letter_subject", dead.Subject).Uint64("deliveries", md.NumDelivered).
 		Msg("request dead-lettered after its last delivery")
 }
 

@@ -1,0 +1,92 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/leadflow/leadflow/internal/conversion"
+	"github.com/leadflow/leadflow/internal/store"
+	"github.com/leadflow/leadflow/internal/testenv"
+	"github.com/stretchr/testify/require"
+)
+
+func parsed(t *testing.T, key, lead, company string) *conversion.Parsed {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": "org-b",
+		"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}}, "on_duplicate": "use_existing",
+		"lead": map[string]any{"id": lead, "company": company, "last_name": "L" + key}})
+	require.NoError(t, err)
+	p := conversion.Parse(conversion.SubjectQualify, body)
+	require.Nil(t, p.Invalid)
+	return p
+}
+
+// TestProcessBatch: one transaction decides each request as Process would;
+// requests that would race another of the batch are deferred untouched.
+func TestProcessBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.Database(t), 4)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+
+	batch := []*conversion.Parsed{
+		parsed(t, "k1", "lead-1", "Acme"),
+		parsed(t, "k2", "lead-1", "Acme"),    // same lead as k1
+		parsed(t, "k1", "lead-9", "Other"),   // same key as k1
+		parsed(t, "k3", "lead-3", "ACME "),   // same new company as k1
+		parsed(t, "k4", "lead-4", "Initech"), // independent
+		conversion.Parse(conversion.SubjectQualify, []byte(`{"idempotency_key": "k5", "org_id": "org-b"}`)),
+		conversion.Parse(conversion.SubjectQualify, []byte(`not json`)),
+	}
+	outs, err := st.ProcessBatch(ctx, batch)
+	require.NoError(t, err)
+	deferred := []bool{false, true, true, true, false, false, false}
+	for i, o := range outs {
+		require.Equal(t, deferred[i], o.Deferred, "request %d", i)
+	}
+	require.Equal(t, "lead.qualified", outs[0].Event)
+	require.Equal(t, "lead.qualified", outs[4].Event)
+	require.Equal(t, "invalid_request", outs[5].Code)
+	require.Equal(t, "invalid_request", outs[6].Code)
+
+	// The deferred ones, each in turn, see what the batch committed.
+	o, err := st.Process(ctx, batch[1])
+	require.NoError(t, err)
+	require.Equal(t, "lead_already_qualified", o.Code)
+	o, err = st.Process(ctx, batch[2])
+	require.NoError(t, err)
+	require.Equal(t, "idempotency_key_reused", o.Code)
+	o, err = st.Process(ctx, batch[3])
+	require.NoError(t, err)
+	require.Equal(t, "lead.qualified", o.Event)
+
+	var accounts int
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM accounts WHERE org_id = 'org-b'`).Scan(&accounts))
+	require.Equal(t, 2, accounts, "Acme once, Initech once")
+	// A replay of the batch's first request changes nothing.
+	o, err = st.Process(ctx, batch[0])
+	require.NoError(t, err)
+	require.True(t, o.Replayed)
+}
+
+// TestProcessBatchFailsWhole: a request whose write fails rolls the whole
+// batch back; nothing of it is committed.
+func TestProcessBatchFailsWhole(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.Database(t), 4)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	_, err = st.Pool().Exec(ctx, `
+		CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned lead'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison();`)
+	require.NoError(t, err)
+	_, err = st.ProcessBatch(ctx, []*conversion.Parsed{parsed(t, "a", "fine", "Fine"), parsed(t, "b", "poison", "Bad")})
+	require.ErrorContains(t, err, "poisoned lead")
+	var n int
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM leads) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM outbox)`).Scan(&n))
+	require.Zero(t, n)
+}
