@@ -28,6 +28,8 @@ type Config struct {
 	// worker takes what is waiting, up to this many, so that round trips
 	// and commits are shared. 1 gives every request a transaction of its own.
 	Batch int `envconfig:"BATCH" default:"32"`
+	// Pprof serves Go's profiling endpoints under /debug/pprof/ on HTTPAddr.
+	Pprof bool `envconfig:"PPROF" default:"false"`
 	// LogLevel is zerolog's level: debug, info, warn or error.
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/leadflow/leadflow/internal/metrics"
 	"github.com/leadflow/leadflow/internal/stream"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,6 +43,7 @@ type Relay struct {
 	js   jetstream.JetStream
 	topo stream.Topology
 	cfg  Config
+	m    *metrics.Metrics
 	log  zerolog.Logger
 
 	// afterPublish, when set, runs after a batch was acknowledged by
@@ -50,11 +52,12 @@ type Relay struct {
 }
 
 // New returns a relay; Run starts it.
-func New(pool *pgxpool.Pool, js jetstream.JetStream, topo stream.Topology, cfg Config, log zerolog.Logger) *Relay {
+// m may be nil.
+func New(pool *pgxpool.Pool, js jetstream.JetStream, topo stream.Topology, cfg Config, m *metrics.Metrics, log zerolog.Logger) *Relay {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 10 * time.Second
 	}
-	return &Relay{pool: pool, js: js, topo: topo, cfg: cfg, log: log.With().Str("component", "relay").Logger()}
+	return &Relay{pool: pool, js: js, topo: topo, cfg: cfg, m: m, log: log.With().Str("component", "relay").Logger()}
 }
 
 // Run publishes until ctx is done, then publishes what is left (bounded by
@@ -218,6 +221,9 @@ wait:
 		}
 		if _, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs); err != nil {
 			return 0, fmt.Errorf("mark published: %w", err)
+		}
+		for _, x := range batch[:acked] {
+			r.m.Published(x.sub, 1)
 		}
 	}
 	if pubErr != nil {

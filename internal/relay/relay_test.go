@@ -84,7 +84,7 @@ func TestCrashAfterPublishBeforeMark(t *testing.T) {
 	ids := b.fill(t, 50)
 	cfg := Config{Batch: 20, Poll: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
 
-	crashing := New(b.st.Pool(), b.js, b.topo, cfg, zerolog.Nop())
+	crashing := New(b.st.Pool(), b.js, b.topo, cfg, nil, zerolog.Nop())
 	ctx, crash := context.WithCancel(context.Background())
 	crashed := make(chan struct{})
 	crashing.afterPublish = func() error {
@@ -97,7 +97,7 @@ func TestCrashAfterPublishBeforeMark(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	require.Equal(t, 50, b.outboxLen(t), "nothing was marked")
 
-	healthy := New(b.st.Pool(), b.js, b.topo, cfg, zerolog.Nop())
+	healthy := New(b.st.Pool(), b.js, b.topo, cfg, nil, zerolog.Nop())
 	hctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { healthy.Run(hctx, time.Second); close(done) }() //nolint:errcheck
@@ -113,7 +113,7 @@ func TestOneRelayPublishes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	cfg := Config{Batch: 10, Poll: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
-	first, second := New(b.st.Pool(), b.js, b.topo, cfg, zerolog.Nop()), New(b.st.Pool(), b.js, b.topo, cfg, zerolog.Nop())
+	first, second := New(b.st.Pool(), b.js, b.topo, cfg, nil, zerolog.Nop()), New(b.st.Pool(), b.js, b.topo, cfg, nil, zerolog.Nop())
 	ctx1, stop1 := context.WithCancel(context.Background())
 	ctx2, stop2 := context.WithCancel(context.Background())
 	defer stop2()

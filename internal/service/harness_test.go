@@ -54,6 +54,7 @@ type bundle struct {
 	events *collector
 	stop   func()
 	logs   *syncBuffer
+	addr   string // leadflow's HTTP address
 }
 
 type syncBuffer struct {
@@ -116,6 +117,7 @@ func (b *bundle) startService() {
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := service.Start(ctx, b.cfg, log)
 	require.NoError(t, err)
+	b.addr = svc.Addr()
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	var once sync.Once

@@ -14,6 +14,7 @@ import (
 
 	"github.com/leadflow/leadflow/internal/config"
 	"github.com/leadflow/leadflow/internal/httpapi"
+	"github.com/leadflow/leadflow/internal/metrics"
 	"github.com/leadflow/leadflow/internal/relay"
 	"github.com/leadflow/leadflow/internal/store"
 	"github.com/leadflow/leadflow/internal/stream"
@@ -86,7 +87,8 @@ func (s *Service) close() {
 // committed, and closes its connections, all within the ack wait.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.close()
-	srv := &http.Server{Handler: httpapi.Handler(
+	m := metrics.New(s.store.Pool())
+	var mux http.Handler = httpapi.HandlerWith(m.Handler(),
 		httpapi.Check{Name: "database", Func: s.store.Ping},
 		httpapi.Check{Name: "nats", Func: func(context.Context) error {
 			if !s.nc.IsConnected() {
@@ -95,15 +97,19 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		}},
 		httpapi.Check{Name: "streams", Func: func(ctx context.Context) error { return s.topo.Ready(ctx, s.js) }},
-	), ReadHeaderTimeout: 5 * time.Second}
+	)
+	if s.cfg.Pprof {
+		mux = httpapi.WithPprof(mux)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	w := worker.New(worker.Config{
 		Stream: s.cfg.RequestsStream, Consumer: s.cfg.Consumer, Workers: s.cfg.Workers, Batch: s.cfg.Batch, MaxDeliver: s.cfg.MaxDeliver,
 		AckWait: s.cfg.AckWait, BackoffMin: s.cfg.BackoffMin, BackoffMax: s.cfg.BackoffMax,
-	}, s.js, s.store, s.topo, s.log)
+	}, s.js, s.store, s.topo, m, s.log)
 	r := relay.New(s.store.Pool(), s.js, s.topo, relay.Config{
 		Batch: s.cfg.RelayBatch, Poll: s.cfg.RelayPoll, MaxBackoff: s.cfg.RelayMaxBackoff,
-	}, s.log)
+	}, m, s.log)
 
 	workerCtx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()

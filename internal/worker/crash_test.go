@@ -50,7 +50,7 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	}
 
 	// A worker that commits every request and never acknowledges one.
-	crashing := New(wcfg, js, st, topo, zerolog.Nop())
+	crashing := New(wcfg, js, st, topo, nil, zerolog.Nop())
 	committed := make(chan struct{}, n)
 	crashing.afterCommit = func(jetstream.Msg) bool { committed <- struct{}{}; return false }
 	cctx, crash := context.WithCancel(ctx)
@@ -64,7 +64,7 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	}
 	crash()
 
-	healthy := New(wcfg, js, st, topo, zerolog.Nop())
+	healthy := New(wcfg, js, st, topo, nil, zerolog.Nop())
 	hctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go healthy.Run(hctx) //nolint:errcheck

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/leadflow/leadflow/internal/conversion"
+	"github.com/leadflow/leadflow/internal/metrics"
 	"github.com/leadflow/leadflow/internal/store"
 	"github.com/leadflow/leadflow/internal/stream"
 	"github.com/nats-io/nats.go"
@@ -51,6 +52,7 @@ type Worker struct {
 	js    jetstream.JetStream
 	store *store.Store
 	topo  stream.Topology
+	m     *metrics.Metrics
 	log   zerolog.Logger
 
 	// afterCommit, when set, runs after a request's transaction committed
@@ -60,11 +62,12 @@ type Worker struct {
 }
 
 // New returns a worker; Run starts it.
-func New(cfg Config, js jetstream.JetStream, st *store.Store, topo stream.Topology, log zerolog.Logger) *Worker {
+// m may be nil.
+func New(cfg Config, js jetstream.JetStream, st *store.Store, topo stream.Topology, m *metrics.Metrics, log zerolog.Logger) *Worker {
 	if cfg.Batch < 1 {
 		cfg.Batch = 1
 	}
-	return &Worker{cfg: cfg, js: js, store: st, topo: topo, log: log.With().Str("component", "worker").Logger()}
+	return &Worker{cfg: cfg, js: js, store: st, topo: topo, m: m, log: log.With().Str("component", "worker").Logger()}
 }
 
 // Run handles requests until ctx is done. Then it stops fetching, finishes the
@@ -107,29 +110,26 @@ func (w *Worker) Run(ctx context.Context) error {
 // long shutdown waits for an idle worker.
 const fetchWait = time.Second
 
-// fetch waits up to fetchWait for one request, then takes those already
-// waiting, up to Batch in all.
+// fetch takes the requests already waiting, up to Batch; when there are
+// none, it waits up to fetchWait for one.
 func (w *Worker) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
-	first, err := cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
+	batch, err := drain(cons.FetchNoWait(w.cfg.Batch))
+	if len(batch) > 0 || err != nil {
+		return batch, err
+	}
+	return drain(cons.Fetch(1, jetstream.FetchMaxWait(fetchWait)))
+}
+
+func drain(mb jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
 	var batch []jetstream.Msg
-	for m := range first.Messages() {
+	for m := range mb.Messages() {
 		batch = append(batch, m)
 	}
-	if err := first.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(batch) == 0 {
+	if err := mb.Error(); err != nil && len(batch) == 0 && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 		return nil, err
-	}
-	if len(batch) == 0 || w.cfg.Batch == 1 {
-		return batch, nil
-	}
-	more, err := cons.FetchNoWait(w.cfg.Batch - 1)
-	if err != nil {
-		return batch, nil
-	}
-	for m := range more.Messages() {
-		batch = append(batch, m)
 	}
 	return batch, nil
 }
@@ -230,6 +230,7 @@ func (w *Worker) handle(shutdown context.Context, it *item) {
 			w.deadLetter(it, err)
 			return
 		}
+		w.m.Request(it.subject, metrics.Retried, "", time.Since(it.start), it.md.NumDelivered)
 		delay := w.redeliveryDelay(int(it.md.NumDelivered))
 		it.log.Warn().Err(err).Dur("retry_in", delay).Msg("request failed; will be redelivered")
 		_ = it.msg.NakWithDelay(delay)
@@ -247,7 +248,16 @@ func (w *Worker) done(it *item, out store.Outcome) {
 		// Committed: a redelivery replays the recorded outcome.
 		it.log.Warn().Err(err).Msg("ack failed after commit")
 	}
-	ev := it.log.Info().Str("outcome", out.Event).Dur("took", time.Since(it.start))
+	took := time.Since(it.start)
+	result := metrics.Acked
+	switch {
+	case out.Replayed:
+		result = metrics.Replayed
+	case out.Code != "":
+		result = metrics.Rejected
+	}
+	w.m.Request(it.subject, result, out.Code, took, it.md.NumDelivered)
+	ev := it.log.Info().Str("outcome", out.Event).Dur("took", took)
 	if out.Code != "" {
 		ev = ev.Str("code", out.Code)
 	}
@@ -358,6 +368,7 @@ func (w *Worker) deadLetter(it *item, cause error) {
 		return
 	}
 	_ = msg.Term()
+	w.m.Request(it.subject, metrics.DeadLettered, "", time.Since(it.start), md.NumDelivered)
 	it.log.Error().Err(cause).Str("dead_letter_subject", dead.Subject).Uint64("deliveries", md.NumDelivered).
 		Msg("request dead-lettered after its last delivery")
 }
