@@ -12,8 +12,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +42,8 @@ type options struct {
 	external, ceiling, keep       bool
 	seed                          int
 	preload                       int
+	profile                       string
+	httpAddr                      string
 }
 
 func main() {
@@ -61,6 +65,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the bench database")
 	flag.IntVar(&o.seed, "seed", 1, "random seed")
 	flag.IntVar(&o.preload, "preload", 0, "accounts and contacts to insert into the org tables before measuring")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the started leadflow, taken during the run, to this file")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "leadflow-bench:", err)
@@ -121,8 +126,9 @@ func run(ctx context.Context, o options) error {
 		}
 		waitTCP(fmt.Sprintf("127.0.0.1:%d", port))
 		worker = exec.Command(bin, "serve")
+		o.httpAddr = fmt.Sprintf("127.0.0.1:%d", freePort())
 		worker.Env = append(os.Environ(), "LEADFLOW_DATABASE_URL="+dbURL, "LEADFLOW_NATS_URL="+natsURL,
-			fmt.Sprintf("LEADFLOW_HTTP_ADDR=127.0.0.1:%d", freePort()), fmt.Sprintf("LEADFLOW_WORKERS=%d", o.workers),
+			"LEADFLOW_HTTP_ADDR="+o.httpAddr, fmt.Sprintf("LEADFLOW_PPROF=%t", o.profile != ""), fmt.Sprintf("LEADFLOW_WORKERS=%d", o.workers),
 			"LEADFLOW_LOG_LEVEL=warn", "LEADFLOW_MAX_ACK_PENDING=10000")
 		logf, err := os.Create(filepath.Join(dir, "leadflow.log"))
 		if err != nil {
@@ -286,6 +292,9 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	bytesBefore := dbSize(ctx, dbURL)
 	cpuBefore, pgBefore := procCPU(worker), postgresCPU()
 	start := time.Now()
+	if o.profile != "" && o.httpAddr != "" {
+		go takeProfile(o.httpAddr, o.profile)
+	}
 	var interval time.Duration
 	if o.rate > 0 {
 		interval = time.Duration(float64(time.Second) / o.rate)
@@ -545,4 +554,21 @@ func waitTCP(addr string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// takeProfile saves a 10 s CPU profile of the leadflow at addr.
+func takeProfile(addr, path string) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=10")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
 }

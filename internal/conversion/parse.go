@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -61,10 +63,7 @@ func Parse(subject string, body []byte) *Parsed {
 		return invalid(FieldError{Path: "", Message: "is not valid JSON: " + strings.TrimPrefix(err.Error(), "json: ")})
 	}
 	p.readIDsFrom(doc)
-	if canon, err := json.Marshal(doc); err == nil {
-		h := sha256.Sum256(append([]byte(subject+"\x00"), canon...))
-		p.Hash = h[:]
-	}
+	p.Hash = contentHash(subject, doc)
 	if path, ok := findNUL(doc, ""); ok {
 		return invalid(FieldError{Path: path, Message: "contains a NUL character (\\u0000), which leadflow cannot store"})
 	}
@@ -149,4 +148,60 @@ func findNUL(v any, at string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// contentHash hashes a decoded JSON value with its object keys in order, so
+// that the same value hashes the same however it was spaced or ordered.
+func contentHash(subject string, doc any) []byte {
+	h := sha256.New()
+	h.Write([]byte(subject))
+	h.Write([]byte{0})
+	var buf []byte
+	var walk func(v any)
+	walk = func(v any) {
+		buf = buf[:0]
+		switch x := v.(type) {
+		case nil:
+			buf = append(buf, 'n')
+		case bool:
+			buf = append(buf, 'b')
+			buf = strconv.AppendBool(buf, x)
+		case json.Number:
+			buf = append(buf, 'd')
+			buf = append(buf, x...)
+			buf = append(buf, 0)
+		case string:
+			buf = append(buf, 's')
+			buf = strconv.AppendInt(buf, int64(len(x)), 10)
+			buf = append(buf, ':')
+			buf = append(buf, x...)
+		case []any:
+			buf = append(buf, '[')
+			buf = strconv.AppendInt(buf, int64(len(x)), 10)
+			buf = append(buf, ':')
+			h.Write(buf)
+			for _, e := range x {
+				walk(e)
+			}
+			return
+		case map[string]any:
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			buf = append(buf, '{')
+			buf = strconv.AppendInt(buf, int64(len(x)), 10)
+			buf = append(buf, ':')
+			h.Write(buf)
+			for _, k := range keys {
+				walk(k)
+				walk(x[k])
+			}
+			return
+		}
+		h.Write(buf)
+	}
+	walk(doc)
+	return h.Sum(nil)
 }
