@@ -90,3 +90,38 @@ func TestProcessBatchFailsWhole(t *testing.T) {
 	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM leads) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM outbox)`).Scan(&n))
 	require.Zero(t, n)
 }
+
+// TestPreview: a preview decides like Process and writes nothing.
+func TestPreview(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.Database(t), 4)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	count := func() int {
+		var n int
+		require.NoError(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM leads) + (SELECT count(*) FROM accounts) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM outbox)`).Scan(&n))
+		return n
+	}
+	pv, err := st.Preview(ctx, parsed(t, "p1", "lead-p", "Acme"))
+	require.NoError(t, err)
+	require.Nil(t, pv.Rejection)
+	require.Equal(t, "lead.qualified", pv.Plan.Events[len(pv.Plan.Events)-1].Type)
+	require.Zero(t, count())
+
+	_, err = st.Process(ctx, parsed(t, "p1", "lead-p", "Acme"))
+	require.NoError(t, err)
+	before := count()
+	pv, err = st.Preview(ctx, parsed(t, "p2", "lead-q", "ACME"))
+	require.NoError(t, err)
+	require.Nil(t, pv.Rejection, "use_existing links the match")
+	require.Len(t, pv.Matches, 1)
+	require.Equal(t, "existing", pv.Plan.Conversion.Account.Outcome)
+	pv, err = st.Preview(ctx, parsed(t, "p1", "lead-p", "Acme"))
+	require.NoError(t, err)
+	require.NotNil(t, pv.Replay)
+	pv, err = st.Preview(ctx, parsed(t, "p1", "lead-other", "Acme"))
+	require.NoError(t, err)
+	require.Equal(t, "idempotency_key_reused", pv.Rejection.Code)
+	require.Equal(t, before, count())
+}

@@ -90,6 +90,9 @@ type request struct {
 	found  []conversion.Match
 
 	out Outcome
+
+	// preview is set for a request decided without writing or locking.
+	preview bool
 }
 
 func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Outcome, error) {
@@ -181,7 +184,7 @@ func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 	byLead := slices.Clone(reqs)
 	slices.SortFunc(byLead, func(a, b *request) int { return cmp.Compare(a.leadLock(), b.leadLock()) })
 	for _, r := range byLead {
-		if r.p.Request != nil && r.p.Readable() {
+		if r.p.Request != nil && r.p.Readable() && !r.preview {
 			b.Queue(lockSQL, r.leadLock())
 		}
 	}
@@ -233,6 +236,19 @@ func (r *request) leadLock() string {
 // transaction committed while the insert waited for it.
 func (r *request) queueClaim(b *pgx.Batch) {
 	p := r.p
+	if r.preview {
+		r.inserted = true
+		b.Queue(`SELECT request_hash, event_subject, event, event_id FROM idempotency_keys WHERE org_id = $1 AND key = $2`,
+			*p.OrgID, *p.Key).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&r.stored.hash, &r.stored.subject, &r.stored.event, &r.stored.eventID)
+			if err == pgx.ErrNoRows {
+				return nil
+			}
+			r.inserted = false
+			return err
+		})
+		return
+	}
 	b.Queue(`INSERT INTO idempotency_keys (org_id, key, subject, request_hash) VALUES ($1, $2, $3, $4)
 		ON CONFLICT DO NOTHING RETURNING true`, *p.OrgID, *p.Key, p.Subject, p.Hash).
 		QueryRow(func(row pgx.Row) error {
@@ -317,7 +333,9 @@ func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 	b := &pgx.Batch{}
 	slices.Sort(locks)
 	for _, l := range locks {
-		b.Queue(lockSQL, l)
+		if !reqs[0].preview {
+			b.Queue(lockSQL, l)
+		}
 	}
 	for _, r := range reqs {
 		if r.draft == nil || r.out.Deferred {
@@ -432,4 +450,45 @@ func (r *request) queueRecord(b *pgx.Batch, terminal conversion.Event, payload [
 	}
 	b.Queue(`UPDATE idempotency_keys SET outcome = $3, event_subject = $4, event = $5, event_id = $6
 		WHERE org_id = $1 AND key = $2`, *r.p.OrgID, *r.p.Key, outcome, terminal.Type, payload, terminal.ID)
+}
+
+// Preview is what a request would do, decided against the committed state.
+type Preview struct {
+	// Plan is what an accepted request would write; nil when rejected.
+	Plan *conversion.Plan
+	// Rejection is the rejection the request would get; nil when accepted.
+	Rejection *conversion.Rejection
+	// Matches are the duplicate candidates found for the records it would create.
+	Matches []conversion.Match
+	// Replay is set when the request repeats one already processed: its
+	// recorded outcome event, as it was published.
+	Replay []byte
+}
+
+// Preview decides a request exactly as Process would, in a read-only
+// transaction that takes no locks and writes nothing.
+func (s *Store) Preview(ctx context.Context, p *conversion.Parsed) (Preview, error) {
+	if p.Invalid != nil {
+		return Preview{Rejection: p.Invalid}, nil
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return Preview{}, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	r := &request{p: p, now: time.Now(), preview: true}
+	reqs := []*request{r}
+	if err := load(ctx, tx, reqs); err != nil {
+		return Preview{}, err
+	}
+	if err := r.decide(); err != nil {
+		return Preview{}, err
+	}
+	if err := probe(ctx, tx, reqs); err != nil {
+		return Preview{}, err
+	}
+	if r.replay {
+		return Preview{Replay: r.stored.event}, nil
+	}
+	return Preview{Plan: r.plan, Rejection: r.rej, Matches: r.found}, nil
 }
