@@ -33,6 +33,9 @@ func Unavailable(err error) bool {
 // another one (serialization failure, deadlock): run it again, decisions
 // included.
 func retryable(err error) bool {
+	if errors.Is(err, errRace) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }

@@ -24,22 +24,11 @@ type state struct {
 // for one lead run one at a time whether or not its row exists yet.
 func lockKey(parts ...string) string { return strings.Join(parts, "\x1f") }
 
-const lockSQL = `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`
-
-// queueLoad queues the reads of a request's state: the lead (whose lock the
-// caller took) and the records the request names by id (locked, since
-// linking may update them). settings receives the org's settings.
+// queueLoad queues the reads of the records a request names by id (locked,
+// since linking may update them). The caller reads the lead and the org's
+// settings, which land in settings.
 func queueLoad(b *pgx.Batch, r *conversion.Request, settings *[]byte) *state {
 	st := &state{req: r, existing: map[string]conversion.Existing{}, settings: settings}
-	b.Queue(`SELECT status, conversion FROM leads WHERE org_id = $1 AND id = $2`, r.OrgID, r.Lead.ID).
-		QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&st.status, &st.conversion)
-			if err == pgx.ErrNoRows {
-				return nil
-			}
-			st.leadFound = err == nil
-			return err
-		})
 	if r.Subject != conversion.SubjectQualify {
 		return st
 	}

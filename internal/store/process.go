@@ -2,8 +2,8 @@ package store
 
 import (
 	"bytes"
-	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -72,13 +72,8 @@ type request struct {
 
 	// Loaded in the first round trip.
 	inserted bool
-	stored   struct {
-		hash    []byte
-		subject *string
-		event   []byte
-		eventID *uuid.UUID
-	}
-	st *state
+	stored   storedOutcome
+	st       *state
 
 	// Decided.
 	draft  *conversion.Draft
@@ -167,46 +162,106 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 	return outs, nil
 }
 
-// load reads, in one round trip, what the requests' decisions need: their
-// idempotency records (claimed by inserting them), their leads (under a lock
-// per lead, so that requests for one lead run one at a time, whether or not
-// its row exists yet), the orgs' settings and the records they name.
-// Locks are taken in a fixed order, so that two batches cannot deadlock.
+// load reads, in one round trip and a fixed number of statements, what the
+// requests' decisions need: their idempotency records (claimed by inserting
+// them), their leads (under a lock per lead, so that requests for one lead
+// run one at a time, whether or not its row exists yet), the orgs' settings
+// and the records they name. Rows and locks are taken in a fixed order, so
+// that two batches cannot deadlock.
 func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 	b := &pgx.Batch{}
-	byKey := slices.Clone(reqs)
-	slices.SortFunc(byKey, func(a, b *request) int { return cmp.Compare(a.keyLock(), b.keyLock()) })
-	for _, r := range byKey {
+	byKey := map[string]*request{}
+	var orgs, keys, subjects []string
+	var hashes [][]byte
+	for _, r := range reqs {
 		if r.p.Readable() {
-			r.queueClaim(b)
+			byKey[r.keyLock()] = r
+			orgs, keys, subjects, hashes = append(orgs, *r.p.OrgID), append(keys, *r.p.Key), append(subjects, r.p.Subject), append(hashes, r.p.Hash)
+			r.inserted = r.preview
 		}
 	}
-	byLead := slices.Clone(reqs)
-	slices.SortFunc(byLead, func(a, b *request) int { return cmp.Compare(a.leadLock(), b.leadLock()) })
-	for _, r := range byLead {
-		if r.p.Request != nil && r.p.Readable() && !r.preview {
-			b.Queue(lockSQL, r.leadLock())
+	if len(keys) > 0 {
+		if !reqs[0].preview {
+			b.Queue(`INSERT INTO idempotency_keys (org_id, key, subject, request_hash)
+				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) ORDER BY 1, 2
+				ON CONFLICT DO NOTHING RETURNING org_id, key`, orgs, keys, subjects, hashes).Query(func(rows pgx.Rows) error {
+				var org, key string
+				_, err := pgx.ForEachRow(rows, []any{&org, &key}, func() error {
+					byKey[lockKey(org, key)].inserted = true
+					return nil
+				})
+				return err
+			})
 		}
+		// A statement of its own, so that it sees the rows that concurrent
+		// transactions committed while the insert waited for them.
+		b.Queue(`SELECT i.org_id, i.key, i.request_hash, i.event_subject, i.event, i.event_id FROM idempotency_keys i
+			JOIN unnest($1::text[], $2::text[]) AS k(org_id, key) ON i.org_id = k.org_id AND i.key = k.key`, orgs, keys).
+			Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var org, key string
+					var st storedOutcome
+					if err := rows.Scan(&org, &key, &st.hash, &st.subject, &st.event, &st.eventID); err != nil {
+						return err
+					}
+					r := byKey[lockKey(org, key)]
+					r.stored = st
+					if r.preview {
+						r.inserted = false
+					}
+				}
+				return rows.Err()
+			})
 	}
+
+	byLead := map[string]*request{}
+	var locks, leadOrgs, leadIDs []string
 	settings := map[string]*[]byte{}
+	var settingOrgs []string
 	for _, r := range reqs {
 		if r.p.Request == nil || !r.p.Readable() {
 			continue
 		}
-		org := r.p.Request.OrgID
-		raw, ok := settings[org]
+		q := r.p.Request
+		byLead[lockKey(q.OrgID, q.Lead.ID)] = r
+		locks, leadOrgs, leadIDs = append(locks, r.leadLock()), append(leadOrgs, q.OrgID), append(leadIDs, q.Lead.ID)
+		raw, ok := settings[q.OrgID]
 		if !ok {
 			raw = new([]byte)
-			settings[org] = raw
-			b.Queue(`SELECT settings FROM org_settings WHERE org_id = $1`, org).QueryRow(func(row pgx.Row) error {
-				err := row.Scan(raw)
-				if err == pgx.ErrNoRows {
-					return nil
-				}
-				return err
-			})
+			settings[q.OrgID] = raw
+			settingOrgs = append(settingOrgs, q.OrgID)
 		}
-		r.st = queueLoad(b, r.p.Request, raw)
+		r.st = queueLoad(b, q, raw)
+	}
+	if len(locks) > 0 {
+		if !reqs[0].preview {
+			b.Queue(locksSQL, locks)
+		}
+		b.Queue(`SELECT l.org_id, l.id, l.status, l.conversion FROM leads l
+			JOIN unnest($1::text[], $2::text[]) AS k(org_id, id) ON l.org_id = k.org_id AND l.id = k.id`, leadOrgs, leadIDs).
+			Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var org, id, status string
+					var conv []byte
+					if err := rows.Scan(&org, &id, &status, &conv); err != nil {
+						return err
+					}
+					st := byLead[lockKey(org, id)].st
+					st.leadFound, st.status, st.conversion = true, status, conv
+				}
+				return rows.Err()
+			})
+		b.Queue(`SELECT org_id, settings FROM org_settings WHERE org_id = ANY($1)`, settingOrgs).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var org string
+				var raw []byte
+				if err := rows.Scan(&org, &raw); err != nil {
+					return err
+				}
+				*settings[org] = raw
+			}
+			return rows.Err()
+		})
 	}
 	if b.Len() == 0 {
 		return nil
@@ -215,6 +270,17 @@ func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 		return fmt.Errorf("load: %w", err)
 	}
 	return nil
+}
+
+// locksSQL takes a transaction-scoped advisory lock on each of $1, in order.
+const locksSQL = `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM (SELECT k FROM unnest($1::text[]) k ORDER BY k COLLATE "C") s`
+
+// storedOutcome is an idempotency record as read.
+type storedOutcome struct {
+	hash    []byte
+	subject *string
+	event   []byte
+	eventID *uuid.UUID
 }
 
 func (r *request) keyLock() string {
@@ -229,39 +295,6 @@ func (r *request) leadLock() string {
 		return ""
 	}
 	return lockKey("lead", r.p.Request.OrgID, r.p.Request.Lead.ID)
-}
-
-// queueClaim inserts the request's idempotency record, then reads the record
-// in a statement of its own, so that it sees a row that a concurrent
-// transaction committed while the insert waited for it.
-func (r *request) queueClaim(b *pgx.Batch) {
-	p := r.p
-	if r.preview {
-		r.inserted = true
-		b.Queue(`SELECT request_hash, event_subject, event, event_id FROM idempotency_keys WHERE org_id = $1 AND key = $2`,
-			*p.OrgID, *p.Key).QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&r.stored.hash, &r.stored.subject, &r.stored.event, &r.stored.eventID)
-			if err == pgx.ErrNoRows {
-				return nil
-			}
-			r.inserted = false
-			return err
-		})
-		return
-	}
-	b.Queue(`INSERT INTO idempotency_keys (org_id, key, subject, request_hash) VALUES ($1, $2, $3, $4)
-		ON CONFLICT DO NOTHING RETURNING true`, *p.OrgID, *p.Key, p.Subject, p.Hash).
-		QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&r.inserted)
-			if err == pgx.ErrNoRows {
-				return nil
-			}
-			return err
-		})
-	b.Queue(`SELECT request_hash, event_subject, event, event_id FROM idempotency_keys WHERE org_id = $1 AND key = $2`,
-		*p.OrgID, *p.Key).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&r.stored.hash, &r.stored.subject, &r.stored.event, &r.stored.eventID)
-	})
 }
 
 // decide settles what the request does, but for duplicates.
@@ -281,7 +314,9 @@ func (r *request) decide() error {
 		return nil
 	case !r.inserted:
 		if r.stored.event == nil {
-			return fmt.Errorf("idempotency record %q of org %q has no outcome", *p.Key, *p.OrgID)
+			// A concurrent transaction committed the record after this one
+			// read it, or has not committed yet: run again.
+			return errRace
 		}
 		r.replay = true
 		return nil
@@ -331,11 +366,8 @@ func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 		}
 	}
 	b := &pgx.Batch{}
-	slices.Sort(locks)
-	for _, l := range locks {
-		if !reqs[0].preview {
-			b.Queue(lockSQL, l)
-		}
+	if len(locks) > 0 && !reqs[0].preview {
+		b.Queue(locksSQL, locks)
 	}
 	for _, r := range reqs {
 		if r.draft == nil || r.out.Deferred {
@@ -355,6 +387,10 @@ func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 	}
 	return nil
 }
+
+// errRace is a transaction that read an idempotency record before a
+// concurrent one finished writing it; it is retried like a serialization failure.
+var errRace = errors.New("idempotency record claimed by a concurrent transaction")
 
 // eventNamespace seeds the name-based UUIDs of events that must come out the
 // same on every delivery of the same request.
