@@ -109,7 +109,9 @@ func selectList(typ, normColumn string) string {
 	return strings.Join(cols, ", ")
 }
 
-func scanRecords(rows pgx.Rows, typ string, each func(conversion.Existing, string)) error {
+// scanRecords reads the rows of a selectList; first, when given, receives
+// what the rows carry before it (as a probe's index).
+func scanRecords(rows pgx.Rows, typ string, each func(conversion.Existing, string), first ...any) error {
 	var fields []string
 	if typ != conversion.RecordOpportunity {
 		fields = conversion.RecordFields(typ)
@@ -120,7 +122,7 @@ func scanRecords(rows pgx.Rows, typ string, each func(conversion.Existing, strin
 		var accountID *string
 		var norm string
 		vals := make([]*string, len(fields))
-		dest := []any{&id}
+		dest := append(append([]any{}, first...), &id)
 		for i := range vals {
 			dest = append(dest, &vals[i])
 		}

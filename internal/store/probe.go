@@ -12,35 +12,47 @@ import (
 // maxMatches bounds the records one duplicate probe reports.
 const maxMatches = 20
 
-// queueProbes queues the draft's duplicate lookups; their matches land in r.found.
+// queueProbes queues the draft's duplicate lookups, one statement per record
+// type; their matches land in r.found.
 func (r *request) queueProbes(b *pgx.Batch) {
-	orgID := r.p.Request.OrgID
-	for _, p := range r.draft.Probes {
-		if !p.Lookup {
+	for _, typ := range []string{conversion.RecordAccount, conversion.RecordContact} {
+		var parts []string
+		var probes []conversion.Probe
+		args := []any{r.p.Request.OrgID}
+		for _, p := range r.draft.Probes {
+			if !p.Lookup || p.RecordType != typ {
+				continue
+			}
+			pred, arg := predicate(p, len(args)+1)
+			args = append(args, arg)
+			parts = append(parts, fmt.Sprintf(`(SELECT %d, %s FROM %s WHERE org_id = $1 AND %s LIMIT %d)`,
+				len(probes), selectList(typ, p.Column), tables[typ], pred, maxMatches))
+			probes = append(probes, p)
+		}
+		if len(parts) == 0 {
 			continue
 		}
-		pred, arg := predicate(p)
-		sql := fmt.Sprintf(`SELECT %s FROM %s WHERE org_id = $1 AND %s LIMIT %d`,
-			selectList(p.RecordType, p.Column), tables[p.RecordType], pred, maxMatches)
-		b.Queue(sql, orgID, arg).Query(func(rows pgx.Rows) error {
-			return scanRecords(rows, p.RecordType, func(e conversion.Existing, norm string) {
-				r.found = append(r.found, conversion.Match{Probe: p, Record: e, RecordValue: norm})
-			})
+		var i int
+		b.Queue(strings.Join(parts, " UNION ALL "), args...).Query(func(rows pgx.Rows) error {
+			return scanRecords(rows, typ, func(e conversion.Existing, norm string) {
+				r.found = append(r.found, conversion.Match{Probe: probes[i], Record: e, RecordValue: norm})
+			}, &i)
 		})
 	}
 }
 
-// predicate is the indexed condition of a probe on its normalized column.
-func predicate(p conversion.Probe) (string, string) {
+// predicate is the indexed condition of a probe on its normalized column,
+// with its value as parameter $n.
+func predicate(p conversion.Probe, n int) (string, string) {
 	col := p.Column + "_norm"
 	short := utf8.RuneCountInString(p.LeadValue) < p.Rule.N
 	switch {
 	case p.Rule.Match == conversion.MatchFirstN && !short:
-		return col + " LIKE $2", escapeLike(p.Key) + "%"
+		return fmt.Sprintf("%s LIKE $%d", col, n), escapeLike(p.Key) + "%"
 	case p.Rule.Match == conversion.MatchLastN && !short:
-		return "reverse(" + col + ") LIKE $2", escapeLike(reverse(p.Key)) + "%"
+		return fmt.Sprintf("reverse(%s) LIKE $%d", col, n), escapeLike(reverse(p.Key)) + "%"
 	}
-	return col + " = $2", p.LeadValue
+	return fmt.Sprintf("%s = $%d", col, n), p.LeadValue
 }
 
 func escapeLike(s string) string {
