@@ -130,25 +130,22 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 		return nil, err
 	}
 
-	b := &pgx.Batch{}
-	events := 0
+	w := newWrites()
 	for _, r := range reqs {
 		if r.out.Deferred {
 			if r.inserted {
 				// Its idempotency record was claimed in this transaction:
 				// release it for the request's own turn.
-				b.Queue(`DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2`, *r.p.OrgID, *r.p.Key)
+				w.released.add(*r.p.OrgID, *r.p.Key)
 			}
 			continue
 		}
-		if err := r.queueWrite(b); err != nil {
+		if err := r.addWrite(w); err != nil {
 			return nil, err
 		}
-		events += r.out.Events
 	}
-	if events > 0 {
-		b.Queue(`SELECT pg_notify('leadflow_outbox', '')`)
-	}
+	b := &pgx.Batch{}
+	w.queue(b)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("write: %w", err)
 	}
@@ -425,31 +422,32 @@ func (r *request) meta() event.Meta {
 	return m
 }
 
-// queueWrite queues what the decided request writes.
-func (r *request) queueWrite(b *pgx.Batch) error {
+// addWrite adds what the decided request writes.
+func (r *request) addWrite(w *writes) error {
 	p := r.p
 	switch {
 	case r.replay:
-		b.Queue(`INSERT INTO outbox (org_id, event_id, subject, payload, headers) VALUES ($1, $2, $3, $4, $5)`,
-			p.OrgID, r.stored.eventID.String(), *r.stored.subject, r.stored.event, r.headers())
+		w.outbox.add(p.OrgID, r.stored.eventID.String(), *r.stored.subject, r.stored.event, r.headersArg())
 		r.out = Outcome{Event: *r.stored.subject, Code: codeOf(*r.stored.subject, r.stored.event), Replayed: true, Events: 1}
 		return nil
 	case r.rej != nil:
 		ev := conversion.RejectionEvent(p.Subject, p.OrgID, p.LeadID, p.Key, r.rej, r.rejID)
-		last, err := r.queueOutbox(b, []conversion.Event{ev})
+		last, err := r.addOutbox(w, []conversion.Event{ev})
 		if err != nil {
 			return err
 		}
 		if r.record {
-			r.queueRecord(b, ev, last)
+			r.addOutcome(w, ev, last)
 		}
 		r.out = Outcome{Event: ev.Type, Code: r.rej.Code, Events: 1}
 		return nil
 	}
-	return r.queuePlan(b, r.plan)
+	return r.addPlan(w, r.plan)
 }
 
-func (r *request) headers() map[string]string {
+// headersArg is the NATS headers the request's events carry: its trace
+// context, or nil (NULL) when it has none.
+func (r *request) headersArg() any {
 	if r.p.Traceparent == "" {
 		return nil
 	}
@@ -460,32 +458,29 @@ func (r *request) headers() map[string]string {
 	return h
 }
 
-// queueOutbox queues the events' outbox rows and returns the last one's payload.
-func (r *request) queueOutbox(b *pgx.Batch, events []conversion.Event) ([]byte, error) {
+// addOutbox adds the events' outbox rows and returns the last one's payload.
+func (r *request) addOutbox(w *writes, events []conversion.Event) ([]byte, error) {
 	m := r.meta()
-	ids := make([]string, len(events))
-	subjects := make([]string, len(events))
-	payloads := make([][]byte, len(events))
-	for i, e := range events {
+	var last []byte
+	headers := r.headersArg()
+	for _, e := range events {
 		raw, err := event.Marshal(m, e.Type, e.ID, e.Data)
 		if err != nil {
 			return nil, fmt.Errorf("render %s event: %w", e.Type, err)
 		}
-		ids[i], subjects[i], payloads[i] = e.ID, e.Type, raw
+		w.outbox.add(r.p.OrgID, e.ID, e.Type, raw, headers)
+		last = raw
 	}
-	b.Queue(`INSERT INTO outbox (org_id, event_id, subject, payload, headers)
-		SELECT $1, unnest($2::uuid[]), unnest($3::text[]), unnest($4::bytea[]), $5`, r.p.OrgID, ids, subjects, payloads, r.headers())
-	return payloads[len(payloads)-1], nil
+	return last, nil
 }
 
-// queueRecord stores the terminal event against the idempotency key.
-func (r *request) queueRecord(b *pgx.Batch, terminal conversion.Event, payload []byte) {
+// addOutcome stores the terminal event against the idempotency key.
+func (r *request) addOutcome(w *writes, terminal conversion.Event, payload []byte) {
 	outcome := terminal.Type
 	if c, ok := terminal.Data["code"].(string); ok {
 		outcome = c
 	}
-	b.Queue(`UPDATE idempotency_keys SET outcome = $3, event_subject = $4, event = $5, event_id = $6
-		WHERE org_id = $1 AND key = $2`, *r.p.OrgID, *r.p.Key, outcome, terminal.Type, payload, terminal.ID)
+	w.outcomes.add(*r.p.OrgID, *r.p.Key, outcome, terminal.Type, payload, terminal.ID)
 }
 
 // Preview is what a request would do, decided against the committed state.

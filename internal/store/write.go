@@ -4,100 +4,186 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/leadflow/leadflow/internal/conversion"
 )
 
-// queuePlan queues what an accepted request's plan writes: the lead, its
-// records, notes and attachments, the idempotency record and the events.
-func (t *request) queuePlan(b *pgx.Batch, plan *conversion.Plan) error {
-	r := t.p.Request
-	if err := t.queueLead(b, plan); err != nil {
-		return err
-	}
-	owner := conversion.Owner(r)
-	for _, rec := range plan.Records {
-		switch {
-		case rec.Outcome == conversion.OutcomeCreated:
-			queueInsert(b, r, rec, owner)
-		case rec.Outcome == conversion.OutcomeExisting && rec.Update:
-			queueUpdate(b, r.OrgID, rec)
-		}
-	}
-	queueNotes(b, r)
-	if target := plan.NoteTarget; target != nil {
-		col := map[string]string{conversion.RecordAccount: "account_id", conversion.RecordContact: "contact_id",
-			conversion.RecordOpportunity: "opportunity_id"}[target.Type]
-		for _, table := range []string{"notes", "attachments"} {
-			b.Queue(fmt.Sprintf(`UPDATE %s SET %s = $3 WHERE org_id = $1 AND lead_id = $2`, table, col),
-				r.OrgID, r.Lead.ID, target.ID)
-		}
-		if plan.Summary != "" {
-			b.Queue(`INSERT INTO notes (org_id, id, lead_id, kind, opportunity_id, title, body, created_at)
-				VALUES ($1, $2, $3, 'summary', $4, 'Lead summary', $5, $6)`,
-				r.OrgID, newID(), r.Lead.ID, target.ID, plan.Summary, t.now)
-		}
-	}
-	last, err := t.queueOutbox(b, plan.Events)
-	if err != nil {
-		return err
-	}
-	terminal := plan.Events[len(plan.Events)-1]
-	t.queueRecord(b, terminal, last)
-	t.out = Outcome{Event: terminal.Type, Events: len(plan.Events)}
-	return nil
+// writes collects what a batch writes, table by table, so that each table
+// takes one statement however many requests the batch holds.
+type writes struct {
+	leads, outbox, records, notes, attachments, targets, summaries, outcomes, released *rows
+	accounts, contacts, opportunities                                                  *rows
+	updates                                                                            []*update
+}
+
+// update is a linked record whose fields a conversion changed.
+type update struct {
+	orgID string
+	rec   *conversion.Target
 }
 
 var leadColumns = []string{"topic", "first_name", "last_name", "company", "job_title", "email",
 	"business_phone", "mobile_phone", "website", "street1", "street2", "street3", "city",
 	"state_province", "postal_code", "country", "description", "source", "purchase_timeframe", "owner_id"}
 
-// upsertLeadSQL writes a lead as the request carries it, with its new status.
-var upsertLeadSQL = func() string {
-	cols := append([]string{"org_id", "id", "status", "process_stage"}, leadColumns...)
-	cols = append(cols, "budget_amount", "custom", "customer_type", "account_id", "contact_id",
-		"opportunity_ids", "conversion", "disqualify_reason", "qualified_at", "disqualified_at", "reactivated_at")
-	ph := make([]string, len(cols))
-	var set []string
-	for i, c := range cols {
-		ph[i] = fmt.Sprintf("$%d", i+1)
-		if c == "opportunity_ids" {
-			ph[i] = fmt.Sprintf("COALESCE($%d::uuid[], '{}')", i+1)
-			set = append(set, "opportunity_ids = CASE WHEN cardinality(excluded.opportunity_ids) > 0 THEN excluded.opportunity_ids ELSE leads.opportunity_ids END")
-			continue
+func newWrites() *writes {
+	leadSpec := []string{"org_id text", "id text", "status text", "process_stage text"}
+	for _, c := range leadColumns {
+		leadSpec = append(leadSpec, c+" text")
+	}
+	leadSpec = append(leadSpec, "budget_amount numeric", "custom jsonb", "customer_type text", "account_id uuid",
+		"contact_id uuid", "opportunity_ids uuid[]", "conversion jsonb", "disqualify_reason text", "qualified_at timestamptz",
+		"disqualified_at timestamptz", "reactivated_at timestamptz")
+	return &writes{
+		leads:         newRows(leadSpec...),
+		accounts:      newRows(recordSpec(conversion.RecordAccount)...),
+		contacts:      newRows(recordSpec(conversion.RecordContact)...),
+		opportunities: newRows(recordSpec(conversion.RecordOpportunity)...),
+		notes: newRows("org_id text", "lead_id text", "id uuid", "upstream_id text", "title text", "body text",
+			"created_at timestamptz"),
+		attachments: newRows("org_id text", "lead_id text", "id uuid", "upstream_id text", "file_name text",
+			"mime_type text", "url text", "size_bytes bigint"),
+		targets: newRows("org_id text", "lead_id text", "account_id uuid", "contact_id uuid", "opportunity_id uuid"),
+		summaries: newRows("org_id text", "id uuid", "lead_id text", "kind text", "opportunity_id uuid", "title text",
+			"body text", "created_at timestamptz"),
+		outbox:   newRows("org_id text", "event_id uuid", "subject text", "payload bytea", "headers jsonb"),
+		outcomes: newRows("org_id text", "key text", "outcome text", "event_subject text", "event bytea", "event_id uuid"),
+		released: newRows("org_id text", "key text"),
+	}
+}
+
+// recordSpec is the columns a record type's INSERT writes.
+func recordSpec(typ string) []string {
+	spec := []string{"org_id text", "id uuid"}
+	for _, f := range conversion.RecordFields(typ) {
+		t := "text"
+		switch f {
+		case "estimated_value", "budget_amount":
+			t = "numeric"
+		case "close_date":
+			t = "date"
 		}
-		if i >= 2 {
-			if strings.HasSuffix(c, "_at") || c == "disqualify_reason" || c == "customer_type" ||
-				c == "account_id" || c == "contact_id" || c == "conversion" {
-				// Keep what earlier requests recorded when this one says nothing.
-				set = append(set, fmt.Sprintf("%s = COALESCE(excluded.%s, leads.%s)", c, c, c))
-			} else {
-				set = append(set, fmt.Sprintf("%s = excluded.%s", c, c))
-			}
+		spec = append(spec, f+" "+t)
+	}
+	spec = append(spec, "owner_id text", "custom jsonb", "lead_id text")
+	if typ != conversion.RecordAccount {
+		spec = append(spec, "account_id uuid")
+	}
+	if typ == conversion.RecordOpportunity {
+		spec = append(spec, "contact_id uuid")
+	}
+	for _, n := range conversion.NormColumns(typ) {
+		spec = append(spec, n+"_norm text")
+	}
+	return spec
+}
+
+// upsertLeads writes each lead as its request carries it, with its new status.
+var upsertLeads = func() string {
+	var set []string
+	for _, c := range newWrites().leads.cols[2:] {
+		switch {
+		case c == "opportunity_ids":
+			set = append(set, "opportunity_ids = CASE WHEN cardinality(excluded.opportunity_ids) > 0 THEN excluded.opportunity_ids ELSE leads.opportunity_ids END")
+		case strings.HasSuffix(c, "_at") || c == "disqualify_reason" || c == "customer_type" ||
+			c == "account_id" || c == "contact_id" || c == "conversion":
+			// Keep what earlier requests recorded when this one says nothing.
+			set = append(set, fmt.Sprintf("%s = COALESCE(excluded.%s, leads.%s)", c, c, c))
+		default:
+			set = append(set, fmt.Sprintf("%s = excluded.%s", c, c))
 		}
 	}
-	return fmt.Sprintf(`INSERT INTO leads (%s) VALUES (%s) ON CONFLICT (org_id, id) DO UPDATE SET %s, updated_at = now()`,
-		strings.Join(cols, ", "), strings.Join(ph, ", "), strings.Join(set, ", "))
+	return "ON CONFLICT (org_id, id) DO UPDATE SET " + strings.Join(set, ", ") + ", updated_at = now()"
 }()
 
-func (t *request) queueLead(b *pgx.Batch, plan *conversion.Plan) error {
+// queue queues every statement of the batch's writes, in an order that
+// satisfies the foreign keys: leads, records, notes, then the outbox.
+func (w *writes) queue(b *pgx.Batch) {
+	w.leads.queueInsert(b, "leads", upsertLeads)
+	w.accounts.queueInsert(b, "accounts", "")
+	w.contacts.queueInsert(b, "contacts", "")
+	w.opportunities.queueInsert(b, "opportunities", "")
+	for _, u := range w.updates {
+		queueUpdate(b, u.orgID, u.rec)
+	}
+	w.notes.queueInsert(b, "notes", `ON CONFLICT (org_id, lead_id, upstream_id) DO UPDATE
+		SET title = excluded.title, body = excluded.body, created_at = excluded.created_at`)
+	w.attachments.queueInsert(b, "attachments", `ON CONFLICT (org_id, lead_id, upstream_id) DO UPDATE
+		SET file_name = excluded.file_name, mime_type = excluded.mime_type, url = excluded.url, size_bytes = excluded.size_bytes`)
+	if w.targets.len() > 0 {
+		for _, table := range []string{"notes", "attachments"} {
+			b.Queue(fmt.Sprintf(`UPDATE %s x SET account_id = t.account_id, contact_id = t.contact_id, opportunity_id = t.opportunity_id
+				FROM (%s) AS t(org_id, lead_id, account_id, contact_id, opportunity_id)
+				WHERE x.org_id = t.org_id AND x.lead_id = t.lead_id`, table, w.targets.selectSQL()), w.targets.args()...)
+		}
+	}
+	w.summaries.queueInsert(b, "notes", "")
+	w.outbox.queueInsert(b, "outbox", "")
+	if w.outcomes.len() > 0 {
+		b.Queue(fmt.Sprintf(`UPDATE idempotency_keys i SET outcome = u.outcome, event_subject = u.event_subject, event = u.event, event_id = u.event_id
+			FROM (%s) AS u(org_id, key, outcome, event_subject, event, event_id)
+			WHERE i.org_id = u.org_id AND i.key = u.key`, w.outcomes.selectSQL()), w.outcomes.args()...)
+	}
+	if w.released.len() > 0 {
+		b.Queue(fmt.Sprintf(`DELETE FROM idempotency_keys i USING (%s) AS u(org_id, key)
+			WHERE i.org_id = u.org_id AND i.key = u.key`, w.released.selectSQL()), w.released.args()...)
+	}
+	if w.outbox.len() > 0 {
+		b.Queue(`SELECT pg_notify('leadflow_outbox', '')`)
+	}
+}
+
+// addPlan adds what an accepted request's plan writes: the lead, its
+// records, notes and attachments, the idempotency record and the events.
+func (t *request) addPlan(w *writes, plan *conversion.Plan) error {
+	r := t.p.Request
+	if err := t.addLead(w, plan); err != nil {
+		return err
+	}
+	owner := conversion.Owner(r)
+	for _, rec := range plan.Records {
+		switch {
+		case rec.Outcome == conversion.OutcomeCreated:
+			addRecord(w, r, rec, owner)
+		case rec.Outcome == conversion.OutcomeExisting && rec.Update:
+			w.updates = append(w.updates, &update{orgID: r.OrgID, rec: rec})
+		}
+	}
+	addNotes(w, r)
+	if target := plan.NoteTarget; target != nil {
+		ids := map[string]any{}
+		ids[target.Type] = target.ID
+		w.targets.add(r.OrgID, r.Lead.ID, ids[conversion.RecordAccount], ids[conversion.RecordContact], ids[conversion.RecordOpportunity])
+		if plan.Summary != "" {
+			w.summaries.add(r.OrgID, newID(), r.Lead.ID, "summary", target.ID, "Lead summary", plan.Summary, t.now)
+		}
+	}
+	last, err := t.addOutbox(w, plan.Events)
+	if err != nil {
+		return err
+	}
+	terminal := plan.Events[len(plan.Events)-1]
+	t.addOutcome(w, terminal, last)
+	t.out = Outcome{Event: terminal.Type, Events: len(plan.Events)}
+	return nil
+}
+
+func (t *request) addLead(w *writes, plan *conversion.Plan) error {
 	r := t.p.Request
 	l := &r.Lead
-	args := []any{r.OrgID, l.ID, plan.Status, plan.ProcessStage}
+	vals := []any{r.OrgID, l.ID, plan.Status, plan.ProcessStage}
 	for _, c := range leadColumns {
-		args = append(args, l.Field(c))
+		vals = append(vals, l.Field(c))
 	}
 	custom := l.Custom
 	if custom == nil {
 		custom = map[string]any{}
 	}
-	args = append(args, l.BudgetAmount, custom)
+	vals = append(vals, l.BudgetAmount, custom)
 
-	var customerType, reason any
-	var accountID, contactID, convJSON any
-	var oppIDs []string
+	var customerType, reason, accountID, contactID, convJSON any
+	oppIDs := "{}"
 	var qualifiedAt, disqualifiedAt, reactivatedAt any
 	switch plan.Status {
 	case conversion.StatusQualified:
@@ -109,9 +195,11 @@ func (t *request) queueLead(b *pgx.Batch, plan *conversion.Plan) error {
 		if c.Contact.ID != nil {
 			contactID = *c.Contact.ID
 		}
+		ids := make([]string, 0, len(c.Opportunities))
 		for _, o := range c.Opportunities {
-			oppIDs = append(oppIDs, *o.ID)
+			ids = append(ids, *o.ID)
 		}
+		oppIDs = "{" + strings.Join(ids, ",") + "}"
 		raw, err := json.Marshal(c)
 		if err != nil {
 			return err
@@ -122,136 +210,77 @@ func (t *request) queueLead(b *pgx.Batch, plan *conversion.Plan) error {
 	case conversion.StatusOpen:
 		reactivatedAt = t.now
 	}
-	var oppArg any
-	if oppIDs != nil {
-		oppArg = oppIDs
-	}
-	args = append(args, customerType, accountID, contactID, oppArg, convJSON, reason, qualifiedAt, disqualifiedAt, reactivatedAt)
-	b.Queue(upsertLeadSQL, args...)
+	w.leads.add(append(vals, customerType, accountID, contactID, oppIDs, convJSON, reason, qualifiedAt, disqualifiedAt, reactivatedAt)...)
 	return nil
 }
 
-// recordSQL is the INSERT and UPDATE of each record type, and the value
-// columns they take after (org_id, id).
-type recordSQL struct {
-	insert, update string
-	columns        []string
-}
-
-var recordStatements = func() map[string]recordSQL {
-	casts := map[string]string{"estimated_value": "::numeric", "budget_amount": "::numeric", "close_date": "::date"}
-	out := map[string]recordSQL{}
-	for _, typ := range []string{conversion.RecordAccount, conversion.RecordContact, conversion.RecordOpportunity} {
-		cols := append([]string{}, conversion.RecordFields(typ)...)
-		cols = append(cols, "owner_id", "custom", "lead_id")
-		if typ != conversion.RecordAccount {
-			cols = append(cols, "account_id")
-		}
-		if typ == conversion.RecordOpportunity {
-			cols = append(cols, "contact_id")
-		}
-		for _, n := range conversion.NormColumns(typ) {
-			cols = append(cols, n+"_norm")
-		}
-		ph := []string{"$1", "$2"}
-		var set []string
-		for i, c := range cols {
-			ph = append(ph, fmt.Sprintf("$%d%s", i+3, casts[c]))
-			if updatable(c) {
-				set = append(set, fmt.Sprintf("%s = $%d%s", c, len(set)+3, casts[c]))
-			}
-		}
-		out[typ] = recordSQL{
-			insert:  fmt.Sprintf(`INSERT INTO %s (org_id, id, %s) VALUES (%s)`, tables[typ], strings.Join(cols, ", "), strings.Join(ph, ", ")),
-			update:  fmt.Sprintf(`UPDATE %s SET %s, updated_at = now() WHERE org_id = $1 AND id = $2`, tables[typ], strings.Join(set, ", ")),
-			columns: cols,
-		}
-	}
-	return out
-}()
-
-func recordArgs(orgID string, rec *conversion.Target, owner, leadID string) []any {
-	stmt := recordStatements[rec.Type]
+// recordValues is a record's row after (org_id, id), in recordSpec's order.
+func recordValues(rec *conversion.Target, owner, leadID string) []any {
 	norm := conversion.NormalizeRecord(rec.Type, rec.Values.Fields)
-	args := []any{orgID, rec.ID}
-	for _, c := range stmt.columns {
-		switch {
-		case c == "owner_id":
-			args = append(args, owner)
-		case c == "custom":
-			custom := rec.Values.Custom
-			if custom == nil {
-				custom = map[string]any{}
-			}
-			args = append(args, custom)
-		case c == "lead_id":
-			args = append(args, leadID)
-		case c == "account_id":
-			args = append(args, nullable(rec.AccountID))
-		case c == "contact_id":
-			args = append(args, nullable(rec.ContactID))
-		case strings.HasSuffix(c, "_norm"):
-			args = append(args, norm[strings.TrimSuffix(c, "_norm")])
-		default:
-			args = append(args, rec.Values.Get(c))
-		}
+	var vals []any
+	for _, f := range conversion.RecordFields(rec.Type) {
+		vals = append(vals, rec.Values.Get(f))
 	}
-	return args
+	custom := rec.Values.Custom
+	if custom == nil {
+		custom = map[string]any{}
+	}
+	vals = append(vals, owner, custom, leadID)
+	if rec.Type != conversion.RecordAccount {
+		vals = append(vals, nullable(rec.AccountID))
+	}
+	if rec.Type == conversion.RecordOpportunity {
+		vals = append(vals, nullable(rec.ContactID))
+	}
+	for _, n := range conversion.NormColumns(rec.Type) {
+		vals = append(vals, norm[n])
+	}
+	return vals
 }
 
-func queueInsert(b *pgx.Batch, r *conversion.Request, rec *conversion.Target, owner string) {
-	b.Queue(recordStatements[rec.Type].insert, recordArgs(r.OrgID, rec, owner, r.Lead.ID)...)
+func addRecord(w *writes, r *conversion.Request, rec *conversion.Target, owner string) {
+	table := map[string]*rows{conversion.RecordAccount: w.accounts, conversion.RecordContact: w.contacts,
+		conversion.RecordOpportunity: w.opportunities}[rec.Type]
+	table.add(append([]any{r.OrgID, rec.ID}, recordValues(rec, owner, r.Lead.ID)...)...)
 }
 
 // queueUpdate writes a linked record whose empty fields the lead filled (or,
 // with overwrite, whose fields it replaced). Its owner, lead and links stay.
 func queueUpdate(b *pgx.Batch, orgID string, rec *conversion.Target) {
-	stmt := recordStatements[rec.Type]
-	all := recordArgs(orgID, rec, "", "")
-	args := all[:2]
-	for i, c := range stmt.columns {
-		if updatable(c) {
-			args = append(args, all[i+2])
+	spec := recordSpec(rec.Type)[2:]
+	vals := recordValues(rec, "", "")
+	args := []any{orgID, rec.ID}
+	var set []string
+	for i, s := range spec {
+		col, typ, _ := strings.Cut(s, " ")
+		if col == "lead_id" || col == "owner_id" || col == "account_id" || col == "contact_id" {
+			continue
 		}
+		args = append(args, text(vals[i]))
+		set = append(set, fmt.Sprintf("%s = $%d::text::%s", col, len(args), typ))
 	}
-	b.Queue(stmt.update, args...)
+	b.Queue(fmt.Sprintf(`UPDATE %s SET %s, updated_at = now() WHERE org_id = $1 AND id = $2`,
+		tables[rec.Type], strings.Join(set, ", ")), args...)
 }
 
-// updatable reports whether linking a record may change column c.
-func updatable(c string) bool {
-	return c != "lead_id" && c != "owner_id" && c != "account_id" && c != "contact_id"
-}
-
-// queueNotes upserts the notes and attachments the request carries.
-func queueNotes(b *pgx.Batch, r *conversion.Request) {
+// addNotes adds the notes and attachments the request carries.
+func addNotes(w *writes, r *conversion.Request) {
 	l := &r.Lead
-	if len(l.Notes) > 0 {
-		n := len(l.Notes)
-		ids, ups, titles, bodies := make([]string, n), make([]string, n), make([]*string, n), make([]*string, n)
-		created := make([]*time.Time, n)
-		for i, note := range l.Notes {
-			ids[i], ups[i], created[i] = newID(), note.ID, note.CreatedAt
-			titles[i], bodies[i] = nullable(note.Title), nullable(note.Body)
+	// One statement cannot write a row twice: of notes (or attachments) that
+	// share an id, the last one stands, as upstream would have it.
+	seen := map[string]bool{}
+	for i := len(l.Notes) - 1; i >= 0; i-- {
+		if n := l.Notes[i]; !seen[n.ID] {
+			seen[n.ID] = true
+			w.notes.add(r.OrgID, l.ID, newID(), n.ID, nullable(n.Title), nullable(n.Body), n.CreatedAt)
 		}
-		b.Queue(`INSERT INTO notes (org_id, lead_id, id, upstream_id, title, body, created_at)
-			SELECT $1, $2, unnest($3::uuid[]), unnest($4::text[]), unnest($5::text[]), unnest($6::text[]), unnest($7::timestamptz[])
-			ON CONFLICT (org_id, lead_id, upstream_id) DO UPDATE
-			SET title = excluded.title, body = excluded.body, created_at = excluded.created_at`,
-			r.OrgID, l.ID, ids, ups, titles, bodies, created)
 	}
-	if len(l.Attachments) > 0 {
-		n := len(l.Attachments)
-		ids, ups, names := make([]string, n), make([]string, n), make([]string, n)
-		mimes, urls, sizes := make([]*string, n), make([]*string, n), make([]*int64, n)
-		for i, a := range l.Attachments {
-			ids[i], ups[i], names[i] = newID(), a.ID, a.FileName
-			mimes[i], urls[i], sizes[i] = nullable(a.MimeType), nullable(a.URL), a.SizeBytes
+	clear(seen)
+	for i := len(l.Attachments) - 1; i >= 0; i-- {
+		if a := l.Attachments[i]; !seen[a.ID] {
+			seen[a.ID] = true
+			w.attachments.add(r.OrgID, l.ID, newID(), a.ID, a.FileName, nullable(a.MimeType), nullable(a.URL), a.SizeBytes)
 		}
-		b.Queue(`INSERT INTO attachments (org_id, lead_id, id, upstream_id, file_name, mime_type, url, size_bytes)
-			SELECT $1, $2, unnest($3::uuid[]), unnest($4::text[]), unnest($5::text[]), unnest($6::text[]), unnest($7::text[]), unnest($8::bigint[])
-			ON CONFLICT (org_id, lead_id, upstream_id) DO UPDATE
-			SET file_name = excluded.file_name, mime_type = excluded.mime_type, url = excluded.url, size_bytes = excluded.size_bytes`,
-			r.OrgID, l.ID, ids, ups, names, mimes, urls, sizes)
 	}
 }
 
