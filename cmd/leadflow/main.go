@@ -1,10 +1,13 @@
 // Command leadflow converts CRM leads into accounts, contacts and
 // opportunities, driven by NATS JetStream and backed by PostgreSQL.
 //
-//	leadflow serve                               run the workers, the outbox relay and /healthz, /readyz
+//	leadflow serve                               run the workers, the outbox relay and /healthz, /readyz, /metrics
 //	leadflow migrate                             apply the database migrations
 //	leadflow settings get --org ID               print an org's settings
 //	leadflow settings put --org ID --file F.json replace an org's settings
+//	leadflow dev                                 all of it on one machine: embedded NATS, throwaway PostgreSQL
+//	leadflow import FILE                         stream a CSV or JSONL file of leads through the queue
+//	leadflow events                              follow the events stream
 package main
 
 import (

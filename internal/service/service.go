@@ -48,7 +48,11 @@ func Start(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Service
 		return nil, err
 	}
 	s.nc, err = nats.Connect(cfg.NATSURL, nats.Name("leadflow"), nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn().Err(err).Msg("NATS disconnected") }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: a disconnect we asked for, at shutdown
+				log.Warn().Err(err).Msg("NATS disconnected")
+			}
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info().Msg("NATS reconnected") }))
 	if err != nil {
 		s.store.Close()
