@@ -177,6 +177,10 @@ func configFrom(t *testing.T, env map[string]string) config.Config {
 			field.SetInt(int64(d))
 		case f.Type.Kind() == reflect.String:
 			field.SetString(s)
+		case f.Type.Kind() == reflect.Bool:
+			v, err := strconv.ParseBool(s)
+			require.NoError(t, err, name)
+			field.SetBool(v)
 		case f.Type.Kind() == reflect.Int || f.Type.Kind() == reflect.Int32:
 			n, err := strconv.ParseInt(s, 10, f.Type.Bits())
 			require.NoError(t, err, name)

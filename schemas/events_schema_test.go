@@ -138,6 +138,7 @@ func TestEveryEventTypeHasADataSchema(t *testing.T) {
 		"lead.qualified", "lead.disqualified", "lead.reactivated",
 		"lead.qualify.rejected", "lead.disqualify.rejected", "lead.reactivate.rejected",
 		"account.created", "contact.created", "opportunity.created",
+		"lead.unqualified", "lead.unqualify.rejected", "account.deleted", "contact.deleted", "opportunity.deleted",
 	}, types)
 	for _, typ := range types {
 		set.schema(t, dataSchemaFor(typ.(string)))

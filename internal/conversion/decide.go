@@ -63,7 +63,9 @@ type Input struct {
 	Lead *LeadState
 	// Existing holds the records the request names by id that exist in its org.
 	Existing map[string]Existing
-	Now      time.Time
+	// Undo is the state of the lead's qualification (unqualify only).
+	Undo *UndoState
+	Now  time.Time
 	// NewID returns a new UUID for a record or an event.
 	NewID func() string
 }
@@ -116,8 +118,8 @@ type Draft struct {
 // Decide takes the first half of a decision: it checks a qualify request
 // against the lead, the settings and the records it names, and plans what to
 // create. The caller runs the draft's probes and finishes with Resolve.
-// Disqualify and reactivate requests are decided whole: their plan comes back
-// at once.
+// Disqualify, reactivate and unqualify requests are decided whole: their plan
+// comes back at once.
 func Decide(in Input) (*Draft, *Plan, *Rejection) {
 	switch in.Request.Subject {
 	case SubjectDisqualify:
@@ -125,6 +127,9 @@ func Decide(in Input) (*Draft, *Plan, *Rejection) {
 		return nil, p, rej
 	case SubjectReactivate:
 		p, rej := reactivate(in)
+		return nil, p, rej
+	case SubjectUnqualify:
+		p, rej := unqualify(in)
 		return nil, p, rej
 	}
 	d, rej := draft(in)
@@ -144,33 +149,8 @@ func draft(in Input) (*Draft, *Rejection) {
 		return nil, InvalidRequest([]FieldError{{Path: "/account/action", Message: "must be skip for a consumer: a consumer conversion creates no account"}})
 	}
 
-	// What the request leaves to the org's auto_create setting.
-	var unselected []string
-	account, contact := r.Account, r.Contact
-	if account == nil && !consumer {
-		if !s.autoCreate(RecordAccount) {
-			unselected = append(unselected, RecordAccount)
-		} else if strings.TrimSpace(r.Lead.Company) != "" {
-			account = &Choice{Action: ActionCreate}
-		}
-	}
-	if account == nil {
-		account = &Choice{Action: ActionSkip}
-	}
-	if contact == nil {
-		if !s.autoCreate(RecordContact) {
-			unselected = append(unselected, RecordContact)
-		}
-		contact = &Choice{Action: ActionCreate}
-	}
-	var opps []OpportunityChoice
-	if r.Opportunities != nil {
-		opps = *r.Opportunities
-	} else if !s.autoCreate(RecordOpportunity) {
-		unselected = append(unselected, RecordOpportunity)
-	} else {
-		opps = []OpportunityChoice{{Action: ActionCreate}}
-	}
+	sel := selectRecords(r, s)
+	account, contact, opps, unselected := sel.account, sel.contact, sel.opps, sel.unselected
 	if len(unselected) > 0 {
 		return nil, reject(CodeSelectionRequired, map[string]any{"records": unselected},
 			"this org does not create %s automatically: say in the request whether to create, link or skip it", strings.Join(unselected, ", "))
@@ -244,11 +224,7 @@ func draft(in Input) (*Draft, *Rejection) {
 		if t.Outcome != OutcomeCreated {
 			continue
 		}
-		for _, f := range s.required(t.Type) {
-			if t.Values.Get(f) == nil {
-				absent = append(absent, t.Type+"."+f)
-			}
-		}
+		absent = append(absent, requiredMissing(s, t.Type, t.Values)...)
 	}
 	if len(absent) > 0 {
 		absent = unique(absent)
@@ -257,6 +233,58 @@ func draft(in Input) (*Draft, *Rejection) {
 	}
 	d.Probes = d.probes()
 	return d, nil
+}
+
+// selection is what a qualify request does about each record once the
+// org's auto_create settings filled in what the request left out.
+type selection struct {
+	account, contact *Choice
+	opps             []OpportunityChoice
+	// unselected are the record types the request left out and the org does
+	// not create automatically.
+	unselected []string
+}
+
+func selectRecords(r *Request, s *Settings) selection {
+	var sel selection
+	consumer := r.CustomerType == CustomerConsumer
+	sel.account, sel.contact = r.Account, r.Contact
+	if sel.account == nil && !consumer {
+		if !s.autoCreate(RecordAccount) {
+			sel.unselected = append(sel.unselected, RecordAccount)
+		} else if strings.TrimSpace(r.Lead.Company) != "" {
+			sel.account = &Choice{Action: ActionCreate}
+		}
+	}
+	if sel.account == nil {
+		sel.account = &Choice{Action: ActionSkip}
+	}
+	if sel.contact == nil {
+		if !s.autoCreate(RecordContact) {
+			sel.unselected = append(sel.unselected, RecordContact)
+		}
+		sel.contact = &Choice{Action: ActionCreate}
+	}
+	if r.Opportunities != nil {
+		sel.opps = *r.Opportunities
+	} else if !s.autoCreate(RecordOpportunity) {
+		sel.unselected = append(sel.unselected, RecordOpportunity)
+	} else {
+		sel.opps = []OpportunityChoice{{Action: ActionCreate}}
+	}
+	return sel
+}
+
+// requiredMissing lists, as "record_type.field", the org's required fields
+// of typ that a new record with values lacks.
+func requiredMissing(s *Settings, typ string, v Values) []string {
+	var out []string
+	for _, f := range s.required(typ) {
+		if v.Get(f) == nil {
+			out = append(out, typ+"."+f)
+		}
+	}
+	return out
 }
 
 func (d *Draft) target(typ, action, id string, overrides map[string]any) *Target {
@@ -280,15 +308,20 @@ func (d *Draft) targets() []*Target {
 }
 
 func (d *Draft) probes() []Probe {
-	var out []Probe
-	org := d.in.Request.OrgID
 	lookup := d.in.Request.OnDuplicate != OnDuplicateCreateNew
-	for _, t := range []*Target{d.account, d.contact} {
+	return probesFor(d.in.Request.OrgID, &d.in.Settings, lookup, d.account, d.contact)
+}
+
+// probesFor are the duplicate lookups, sorted by lock, for the targets that
+// would be created.
+func probesFor(org string, s *Settings, lookup bool, targets ...*Target) []Probe {
+	var out []Probe
+	for _, t := range targets {
 		if t.Outcome != OutcomeCreated {
 			continue
 		}
 		norm := NormalizeRecord(t.Type, t.Values.Fields)
-		for _, rule := range d.in.Settings.Rules(t.Type) {
+		for _, rule := range s.Rules(t.Type) {
 			cols := ruleColumns(t.Type, rule.Field)
 			for _, leadCol := range cols {
 				v := norm[leadCol]

@@ -26,6 +26,8 @@ type Plan struct {
 	Summary string
 	// Events are the events to publish, in order.
 	Events []Event
+	// Undo is what an unqualify request deletes (unqualify only).
+	Undo *Undo
 }
 
 // Event is one event a decision publishes.

@@ -20,6 +20,9 @@ const (
 	CodeLeadDisqualified       = "lead_disqualified"
 	CodeLeadHasOpportunity     = "lead_has_opportunity"
 	CodeLeadNotDisqualified    = "lead_not_disqualified"
+	CodeLeadNotQualified       = "lead_not_qualified"
+	CodeUndoConflict           = "undo_conflict"
+	CodeUndoWindowExpired      = "undo_window_expired"
 )
 
 // Rejection is a permanent refusal of a request: it becomes a *.rejected event

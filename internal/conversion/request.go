@@ -14,6 +14,7 @@ const (
 	SubjectQualify    = "lead.qualify.requested"
 	SubjectDisqualify = "lead.disqualify.requested"
 	SubjectReactivate = "lead.reactivate.requested"
+	SubjectUnqualify  = "lead.unqualify.requested"
 )
 
 // RejectedSubject is the subject of the rejection event for a request subject.
@@ -25,6 +26,8 @@ func RejectedSubject(requestSubject string) string {
 		return "lead.disqualify.rejected"
 	case SubjectReactivate:
 		return "lead.reactivate.rejected"
+	case SubjectUnqualify:
+		return "lead.unqualify.rejected"
 	}
 	return ""
 }
@@ -158,7 +161,7 @@ type OpportunityChoice struct {
 	Fields map[string]any `json:"fields"`
 }
 
-// Request is a decoded, schema-valid request of any of the three kinds.
+// Request is a decoded, schema-valid request of any kind.
 type Request struct {
 	// Subject is the subject the request arrived on.
 	Subject        string `json:"-"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Settings are one org's conversion settings, as stored in org_settings and
@@ -17,6 +18,9 @@ type Settings struct {
 	RequiredFields   *RequiredFields `json:"required_fields,omitempty"`
 	FieldMap         []FieldMapping  `json:"field_map,omitempty"`
 	Permissions      *Permissions    `json:"permissions,omitempty"`
+	// UndoWindow is how long after a qualification it may be undone, as a
+	// duration ("24h", "90m", "1h30m"; "0s" turns undo off). Default 24h.
+	UndoWindow string `json:"undo_window,omitempty"`
 }
 
 // AutoCreate says, per record type, whether a request that leaves the record
@@ -71,6 +75,7 @@ type Permissions struct {
 	CreateAccount     []string `json:"create_account,omitempty"`
 	CreateContact     []string `json:"create_contact,omitempty"`
 	CreateOpportunity []string `json:"create_opportunity,omitempty"`
+	Unqualify         []string `json:"unqualify,omitempty"`
 }
 
 // Match kinds of a rule.
@@ -79,6 +84,9 @@ const (
 	MatchFirstN = "first_n"
 	MatchLastN  = "last_n"
 )
+
+// DefaultUndoWindow is undo_window when an org sets none.
+const DefaultUndoWindow = 24 * time.Hour
 
 // DefaultMaxOpportunities is max_opportunities when an org sets none.
 const DefaultMaxOpportunities = 5
@@ -107,6 +115,9 @@ func ParseSettings(raw []byte) (Settings, error) {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return s, fmt.Errorf("parse org settings: %w", err)
 	}
+	if _, err := s.undoWindow(); err != nil {
+		return s, fmt.Errorf("parse org settings: %w", err)
+	}
 	return s, nil
 }
 
@@ -130,6 +141,9 @@ func (s *Settings) Check() []string {
 				}
 			}
 		}
+	}
+	if _, err := s.undoWindow(); err != nil {
+		problems = append(problems, "/undo_window: "+err.Error())
 	}
 	for i, m := range s.FieldMap {
 		if _, ok := customName(m.From); !ok && !slices.Contains(leadFields, m.From) {
@@ -208,6 +222,29 @@ func (s *Settings) required(typ string) []string {
 	}
 }
 
+// undoWindow is the undo window in force.
+func (s *Settings) undoWindow() (time.Duration, error) {
+	if s.UndoWindow == "" {
+		return DefaultUndoWindow, nil
+	}
+	d, err := time.ParseDuration(s.UndoWindow)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("undo_window %q is not a duration such as \"24h\" or \"90m\"", s.UndoWindow)
+	}
+	return d, nil
+}
+
+// Allowed reports whether an actor with roles may do action: "qualify",
+// "disqualify", "reactivate", "unqualify", "create_account",
+// "create_contact" or "create_opportunity".
+func (s Settings) Allowed(action string, roles []string) bool { return s.allowed(action, roles) }
+
+// MayRead reports whether an actor with roles may read the org's leads and
+// records: any role that may qualify, disqualify or reactivate may.
+func (s Settings) MayRead(roles []string) bool {
+	return s.allowed("qualify", roles) || s.allowed("disqualify", roles) || s.allowed("reactivate", roles)
+}
+
 // allowed reports whether one of roles may do action.
 func (s *Settings) allowed(action string, roles []string) bool {
 	allowed := DefaultRoles
@@ -226,6 +263,8 @@ func (s *Settings) allowed(action string, roles []string) bool {
 			list = p.CreateContact
 		case "create_opportunity":
 			list = p.CreateOpportunity
+		case "unqualify":
+			list = p.Unqualify
 		}
 		if list != nil {
 			allowed = list

@@ -193,7 +193,8 @@ func (b *bundle) waitFor(what string, pred func([]event) bool) []event {
 }
 
 func isTerminal(typ string) bool {
-	return strings.HasSuffix(typ, ".rejected") || typ == "lead.qualified" || typ == "lead.disqualified" || typ == "lead.reactivated"
+	return strings.HasSuffix(typ, ".rejected") || typ == "lead.qualified" || typ == "lead.disqualified" || typ == "lead.reactivated" ||
+		typ == "lead.unqualified"
 }
 
 // eventsFor returns the events of the request with idempotency key key.

@@ -18,6 +18,7 @@ type state struct {
 	conversion []byte
 	settings   *[]byte
 	existing   map[string]conversion.Existing
+	undo       *conversion.UndoState // unqualify only; see undo.go
 }
 
 // lockKey names an advisory lock. Locks are taken per lead, so that requests
@@ -68,7 +69,7 @@ func (st *state) input(now time.Time) (conversion.Input, error) {
 	if err != nil {
 		return conversion.Input{}, err
 	}
-	in := conversion.Input{Request: st.req, Settings: s, Existing: st.existing, Now: now, NewID: newID}
+	in := conversion.Input{Request: st.req, Settings: s, Existing: st.existing, Undo: st.undo, Now: now, NewID: newID}
 	if st.leadFound {
 		l := &conversion.LeadState{Status: st.status}
 		if st.conversion != nil {

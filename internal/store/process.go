@@ -260,6 +260,7 @@ func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 			return rows.Err()
 		})
 	}
+	queueUndoLoads(b, reqs) // undo.go: after the lead locks
 	if b.Len() == 0 {
 		return nil
 	}

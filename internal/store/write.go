@@ -15,6 +15,7 @@ type writes struct {
 	leads, outbox, records, notes, attachments, targets, summaries, outcomes, released *rows
 	accounts, contacts, opportunities                                                  *rows
 	updates                                                                            []*update
+	undos                                                                              []undoWrite // undo.go
 }
 
 // update is a linked record whose fields a conversion changed.
@@ -100,6 +101,7 @@ var upsertLeads = func() string {
 // queue queues every statement of the batch's writes, in an order that
 // satisfies the foreign keys: leads, records, notes, then the outbox.
 func (w *writes) queue(b *pgx.Batch) {
+	queueUndos(b, w.undos) // undo.go
 	w.leads.queueInsert(b, "leads", upsertLeads)
 	w.accounts.queueInsert(b, "accounts", "")
 	w.contacts.queueInsert(b, "contacts", "")
@@ -137,6 +139,9 @@ func (w *writes) queue(b *pgx.Batch) {
 // addPlan adds what an accepted request's plan writes: the lead, its
 // records, notes and attachments, the idempotency record and the events.
 func (t *request) addPlan(w *writes, plan *conversion.Plan) error {
+	if plan.Undo != nil {
+		return t.addUndo(w, plan) // undo.go
+	}
 	r := t.p.Request
 	if err := t.addLead(w, plan); err != nil {
 		return err

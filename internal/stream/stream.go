@@ -12,11 +12,13 @@ import (
 )
 
 // RequestSubjects are the subjects upstream apps publish requests on.
-var RequestSubjects = []string{"lead.qualify.requested", "lead.disqualify.requested", "lead.reactivate.requested"}
+var RequestSubjects = []string{"lead.qualify.requested", "lead.disqualify.requested", "lead.reactivate.requested",
+	"lead.unqualify.requested"}
 
 // EventSubjects are the subjects leadflow publishes events on.
 var EventSubjects = []string{"lead.qualified", "lead.disqualified", "lead.reactivated", "lead.qualify.rejected",
-	"lead.disqualify.rejected", "lead.reactivate.rejected", "account.created", "contact.created", "opportunity.created"}
+	"lead.disqualify.rejected", "lead.reactivate.rejected", "account.created", "contact.created", "opportunity.created",
+	"lead.unqualified", "lead.unqualify.rejected", "account.deleted", "contact.deleted", "opportunity.deleted"}
 
 // Topology is the streams and consumer of one configuration.
 type Topology struct {
