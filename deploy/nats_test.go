@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/leadflow/leadflow/internal/config"
+	"github.com/leadflow/leadflow/internal/query"
 	"github.com/leadflow/leadflow/internal/stream"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/require"
 )
 
@@ -162,10 +164,14 @@ func checkSubject(t *testing.T, cfg config.Config, subject string) {
 		name, _, _ := strings.Cut(strings.TrimPrefix(subject, "$JS.ACK."), ".")
 		require.Contains(t, streams, name, subject)
 	default:
-		known := slices.Concat(stream.RequestSubjects, stream.EventSubjects, []string{cfg.DeadLetterPrefix + ".>"})
+		known := slices.Concat(stream.RequestSubjects, stream.EventSubjects, []string{cfg.DeadLetterPrefix + ".>"},
+			query.Subjects, []string{serviceDiscovery})
 		require.Contains(t, known, subject, "a subject leadflow does not use")
 	}
 }
+
+// serviceDiscovery is what the leadflow NATS service's $SRV subjects need.
+const serviceDiscovery = "$SRV.>"
 
 // contractSubjects are the subjects of list that are not JetStream API calls
 // or inboxes.
@@ -193,15 +199,20 @@ func TestNATSPermissionsNameOnlyLeadflowSubjects(t *testing.T) {
 		for _, s := range slices.Concat(p.Publish.Allow, p.Subscribe.Allow) {
 			checkSubject(t, nb.cfg, s)
 		}
-		require.Equal(t, []string{"_INBOX.>"}, p.Subscribe.Allow, "%s subscribes to replies only", u.Username)
 	}
 
 	lf := user(t, opts, "leadflow").Permissions
 	require.ElementsMatch(t, slices.Concat(stream.EventSubjects, []string{nb.cfg.DeadLetterPrefix + ".>"}),
 		contractSubjects(lf.Publish.Allow), "leadflow publishes events and dead letters")
+	require.ElementsMatch(t, slices.Concat([]string{"_INBOX.>"}, query.Subjects, []string{serviceDiscovery}), lf.Subscribe.Allow,
+		"leadflow subscribes to replies and to its service's requests")
+	require.NotNil(t, lf.Response, "leadflow answers its service's requests")
 
 	up := user(t, opts, "upstream").Permissions
-	require.ElementsMatch(t, stream.RequestSubjects, contractSubjects(up.Publish.Allow), "upstream publishes requests")
+	require.ElementsMatch(t, slices.Concat(stream.RequestSubjects, query.Subjects, []string{serviceDiscovery}),
+		contractSubjects(up.Publish.Allow), "upstream publishes requests and asks the service")
+	require.Equal(t, []string{"_INBOX.>"}, up.Subscribe.Allow, "upstream subscribes to replies only")
+	require.Nil(t, up.Response)
 	for _, s := range up.Publish.Allow {
 		if strings.HasPrefix(s, "$JS.") && s != "$JS.API.STREAM.INFO."+nb.cfg.RequestsStream {
 			require.Contains(t, s, "."+nb.cfg.EventsStream, "upstream reads LEAD_EVENTS and nothing else")
@@ -367,6 +378,22 @@ func TestNATSPermissionsAreEnough(t *testing.T) {
 	msg, err := ordered.Next(jetstream.FetchMaxWait(5 * time.Second))
 	require.NoError(t, err)
 	require.Equal(t, stream.EventSubjects[0], msg.Subject())
+
+	// The leadflow service: leadflow answers on its endpoints and $SRV
+	// subjects, upstream asks.
+	svc, err := micro.AddService(lf.nc, micro.Config{Name: query.Name, Version: query.Version})
+	require.NoError(t, err)
+	for _, subject := range query.Subjects {
+		require.NoError(t, svc.AddEndpoint(strings.ReplaceAll(subject, ".", "_"),
+			micro.HandlerFunc(func(r micro.Request) { _ = r.Respond([]byte(`{}`)) }), micro.WithEndpointSubject(subject)))
+	}
+	require.NoError(t, lf.nc.Flush())
+	for _, subject := range append([]string{"$SRV.PING", "$SRV.INFO." + query.Name}, query.Subjects...) {
+		msg, err := up.nc.Request(subject, []byte(`{}`), 5*time.Second)
+		require.NoError(t, err, "upstream asks %s", subject)
+		require.NotEmpty(t, msg.Data, subject)
+	}
+	require.NoError(t, svc.Stop())
 
 	// What neither of them may do.
 	up.requireDenied(t, "lead.qualified", func() error { return up.nc.Publish("lead.qualified", nil) })

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/leadflow/leadflow/internal/query"
 	"github.com/leadflow/leadflow/internal/stream"
 	"github.com/leadflow/leadflow/internal/worker"
 	"github.com/leadflow/leadflow/schemas"
@@ -138,12 +139,20 @@ func TestAsyncAPIChannelsAreLeadflowSubjects(t *testing.T) {
 	require.Equal(t, "3.0.0", a.doc["asyncapi"])
 
 	byAddress := map[string]string{}
+	replyChannels := map[string]bool{}
 	for id, ch := range a.section(t, "channels") {
+		if ch["address"] == nil {
+			// The replies of the leadflow service go to each request's
+			// own reply subject: their channel has no address.
+			require.Contains(t, ch, "address", "channel %s", id)
+			replyChannels[id] = false
+			continue
+		}
 		addr, _ := ch["address"].(string)
 		require.NotContains(t, byAddress, addr, "channel %s", id)
 		byAddress[addr] = id
 	}
-	want := slices.Concat(stream.RequestSubjects, stream.EventSubjects, []string{deadLetter})
+	want := slices.Concat(stream.RequestSubjects, stream.EventSubjects, query.Subjects, []string{deadLetter})
 	require.ElementsMatch(t, want, slices.Collect(maps.Keys(byAddress)))
 
 	// The dead-letter channel's parameter is the request subject.
@@ -171,13 +180,34 @@ func TestAsyncAPIChannelsAreLeadflowSubjects(t *testing.T) {
 			require.True(t, strings.HasPrefix(ref, chRef+"/messages/"), "operation %s: %s is a message of its channel", id, ref)
 			a.pointer(t, ref)
 		}
+		reply, ok := op["reply"].(map[string]any)
+		require.Equal(t, slices.Contains(query.Subjects, addr), ok, "operation %s: a reply for the service's endpoints only", id)
+		if !ok {
+			continue
+		}
+		replyRef := reply["channel"].(map[string]any)["$ref"].(string)
+		replyChannel := strings.TrimPrefix(replyRef, "#/channels/")
+		used, isReply := replyChannels[replyChannel]
+		require.True(t, isReply, "operation %s replies on a channel without address", id)
+		require.False(t, used, "operation %s: %s answers one operation", id, replyChannel)
+		replyChannels[replyChannel] = true
+		replyMsgs, _ := reply["messages"].([]any)
+		require.Len(t, replyMsgs, 2, "operation %s: its reply and the service error", id)
+		for _, m := range replyMsgs {
+			ref := m.(map[string]any)["$ref"].(string)
+			require.True(t, strings.HasPrefix(ref, replyRef+"/messages/"), "operation %s: %s is a message of its reply channel", id, ref)
+			a.pointer(t, ref)
+		}
 	}
 	for _, addr := range want {
 		action := "send"
-		if slices.Contains(stream.RequestSubjects, addr) {
+		if slices.Contains(stream.RequestSubjects, addr) || slices.Contains(query.Subjects, addr) {
 			action = "receive"
 		}
 		require.Equal(t, []string{action}, ops[addr], "operations on %s", addr)
+	}
+	for id, used := range replyChannels {
+		require.True(t, used, "reply channel %s answers an operation", id)
 	}
 }
 
@@ -295,6 +325,22 @@ func TestAsyncAPIMessages(t *testing.T) {
 		require.ElementsMatch(t, []string{"./events/cloudevent.schema.json", dataSchema(subject)}, refs(schema), subject)
 		require.Contains(t, headerNames(id), jetstream.MsgIDHeader, subject)
 	}
+	for _, subject := range query.Subjects {
+		request := "./service/" + strings.TrimPrefix(subject, "leadflow.") + ".request.schema.json"
+		if subject == query.SubjectPreview {
+			request = "./requests/lead.qualify.requested.schema.json"
+		}
+		reply := "./service/" + strings.TrimPrefix(subject, "leadflow.") + ".reply.schema.json"
+		for name, schema := range map[string]string{subject: request, subject + ".reply": reply} {
+			id, ok := byName[name]
+			require.True(t, ok, "a message named %s", name)
+			require.Equal(t, []string{schema}, refs(messages[id]["payload"].(map[string]any)["schema"]), name)
+		}
+	}
+	serviceError, ok := byName["leadflow.service.error"]
+	require.True(t, ok, "a message for the service's error replies")
+	require.ElementsMatch(t, []string{"Nats-Service-Error-Code", "Nats-Service-Error"}, headerNames(serviceError))
+
 	ch := a.pointer(t, "#/channels/deadLetter")
 	require.Equal(t, deadLetter, ch["address"])
 	var dead string
@@ -306,7 +352,7 @@ func TestAsyncAPIMessages(t *testing.T) {
 	require.ElementsMatch(t,
 		[]string{jetstream.MsgIDHeader, worker.HeaderError, worker.HeaderDeliveries, worker.HeaderSubject, worker.HeaderStreamSeq},
 		headerNames(dead), "a dead letter's headers")
-	require.Len(t, messages, len(stream.RequestSubjects)+len(stream.EventSubjects)+1)
+	require.Len(t, messages, len(stream.RequestSubjects)+len(stream.EventSubjects)+1+2*len(query.Subjects)+1)
 }
 
 func TestAsyncAPIExamplesMatchTheSchemas(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 	"golang.org/x/text/message"
 )
 
-//go:embed *.json requests events
+//go:embed *.json requests events service
 var files embed.FS
 
 // Files is the tree of schema documents, as embedded in the binary.

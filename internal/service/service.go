@@ -15,6 +15,7 @@ import (
 	"github.com/leadflow/leadflow/internal/config"
 	"github.com/leadflow/leadflow/internal/httpapi"
 	"github.com/leadflow/leadflow/internal/metrics"
+	"github.com/leadflow/leadflow/internal/query"
 	"github.com/leadflow/leadflow/internal/relay"
 	"github.com/leadflow/leadflow/internal/store"
 	"github.com/leadflow/leadflow/internal/stream"
@@ -33,10 +34,12 @@ type Service struct {
 	js    jetstream.JetStream
 	topo  stream.Topology
 	ln    net.Listener
+	query *query.Server // the leadflow NATS service
 }
 
 // Start connects to PostgreSQL and NATS, applies migrations, declares the
-// streams and the consumer, and listens on the HTTP address.
+// streams and the consumer, starts the leadflow NATS service and listens on
+// the HTTP address.
 func Start(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Service, error) {
 	s := &Service{cfg: cfg, log: log, topo: stream.New(cfg)}
 	var err error
@@ -63,6 +66,10 @@ func Start(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Service
 		return nil, err
 	}
 	if err := s.topo.Ensure(ctx, s.js); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.query, err = query.Start(s.nc, s.store, query.Config{Prefix: cfg.SubjectPrefix}, log); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -151,6 +158,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Error().Err(err).Msg("shutting down after a failure")
 	}
 	stopWorkers()
+	_ = s.query.Stop()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
