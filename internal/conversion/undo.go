@@ -79,7 +79,7 @@ func unqualify(in Input) (*Plan, *Rejection) {
 		return nil, reject(CodeNotFound, map[string]any{"records": []map[string]any{{"record_type": "lead", "id": r.Lead.ID}}},
 			"lead %s does not exist in org %q", r.Lead.ID, r.OrgID)
 	}
-	if in.Lead.Status != StatusQualified || in.Lead.Conversion == nil {
+	if in.Lead.Status != StatusQualified {
 		return nil, reject(CodeLeadNotQualified, map[string]any{"status": in.Lead.Status},
 			"only a qualified lead can be unqualified; this one is %s", in.Lead.Status)
 	}
@@ -99,6 +99,9 @@ func unqualify(in Input) (*Plan, *Rejection) {
 	}
 
 	c := in.Lead.Conversion
+	if c == nil {
+		c = &Conversion{Account: Link{Outcome: OutcomeSkipped}, Contact: Link{Outcome: OutcomeSkipped}}
+	}
 	// In the order of the qualification's events; deleted in reverse.
 	links := append([]*Link{&c.Account, &c.Contact}, pointers(c.Opportunities)...)
 	types := append([]string{RecordAccount, RecordContact}, repeat(RecordOpportunity, len(c.Opportunities))...)

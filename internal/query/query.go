@@ -121,9 +121,6 @@ func (s *Server) Stop() error {
 	return err
 }
 
-// Info is the service's $SRV.INFO answer.
-func (s *Server) Info() micro.Info { return s.svc.Info() }
-
 // Error is an error reply: its code and message go in micro's error headers,
 // and the whole of it, as JSON, in the body (schemas/service/error.schema.json).
 type Error struct {
