@@ -77,12 +77,13 @@ func (s *Store) Lead(ctx context.Context, orgID, leadID string) (*Lead, error) {
 func (s *Store) FindDuplicates(ctx context.Context, orgID string, probes []conversion.Probe) ([]conversion.Match, error) {
 	r := &request{p: &conversion.Parsed{Request: &conversion.Request{OrgID: orgID}}, draft: &conversion.Draft{Probes: probes}}
 	b := &pgx.Batch{}
-	r.queueProbes(b)
+	queueProbes(b, []*request{r})
 	if b.Len() == 0 {
 		return nil, nil
 	}
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("find duplicates: %w", err)
 	}
+	gatherProbes([]*request{r})
 	return r.found, nil
 }

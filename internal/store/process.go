@@ -83,6 +83,8 @@ type request struct {
 	record bool   // the outcome is recorded against the idempotency key
 	replay bool
 	found  []conversion.Match
+	hits   [][]conversion.Match // per probe, while its lookups run
+	locked []string             // the record types whose duplicate values it locked
 
 	out Outcome
 
@@ -332,18 +334,21 @@ func (r *request) decide() error {
 	return nil
 }
 
-// probe runs the drafts' duplicate lookups in one round trip. Before looking,
-// it takes a transaction-scoped advisory lock on each value a draft would
-// create (in a fixed order, so that two transactions cannot deadlock on
-// them): of two conversions racing to create the same company, the second
-// waits until the first commits and then finds its account. A unique index
-// could not say this, since duplicate rules are per org, may compare
-// prefixes or suffixes, and create_new deliberately creates a duplicate.
-// Within one batch the locks cannot separate two requests, so the later of
-// two that claim the same value is deferred.
+// probe runs the drafts' duplicate lookups and resolves them. A match that
+// is committed stays a match, so the first round looks without locks. A
+// request whose plan then creates an account or contact is looked up again
+// in a second round, after a transaction-scoped advisory lock on each value
+// of the record types it would create (taken in a fixed order, so that two
+// transactions cannot deadlock on them): of two conversions racing to create
+// the same company, the second waits until the first commits and then finds
+// its account. A unique index could not say this, since duplicate rules are
+// per org, may compare prefixes or suffixes, and create_new deliberately
+// creates a duplicate. Requests that link what exists take no lock, and so
+// never queue behind each other. Within one batch the locks cannot separate
+// two requests, so the later of two that claim the same value is deferred.
 func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 	claimed := map[string]*request{}
-	var locks []string
+	var active []*request
 	for _, r := range reqs {
 		if r.draft == nil {
 			continue
@@ -357,33 +362,93 @@ func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 			continue
 		}
 		for _, pr := range r.draft.Probes {
-			if claimed[pr.Lock] == nil {
-				claimed[pr.Lock] = r
+			claimed[pr.Lock] = r
+		}
+		active = append(active, r)
+	}
+	if err := lookup(ctx, tx, active, nil); err != nil {
+		return err
+	}
+	if len(active) == 0 || active[0].preview {
+		return nil
+	}
+	var creators []*request
+	var locks []string
+	for _, r := range active {
+		if r.plan == nil {
+			continue
+		}
+		created := createdTypes(r.plan)
+		if len(created) == 0 {
+			continue
+		}
+		// Decide afresh: the first round's matches are merged into its draft.
+		r.found = nil
+		if err := r.decide(); err != nil {
+			return err
+		}
+		if r.draft == nil {
+			continue
+		}
+		r.locked = created
+		creators = append(creators, r)
+		for _, pr := range r.draft.Probes {
+			if slices.Contains(created, pr.RecordType) {
 				locks = append(locks, pr.Lock)
 			}
 		}
 	}
-	b := &pgx.Batch{}
-	if len(locks) > 0 && !reqs[0].preview {
-		b.Queue(locksSQL, locks)
+	if len(creators) == 0 {
+		return nil
 	}
-	for _, r := range reqs {
-		if r.draft == nil || r.out.Deferred {
+	if err := lookup(ctx, tx, creators, locks); err != nil {
+		return err
+	}
+	for _, r := range creators {
+		if r.plan == nil {
 			continue
 		}
-		r.queueProbes(b)
+		for _, typ := range createdTypes(r.plan) {
+			if !slices.Contains(r.locked, typ) {
+				// A record it matched unlocked is gone (undone meanwhile):
+				// run the whole transaction again.
+				return errRace
+			}
+		}
 	}
+	return nil
+}
+
+// lookup takes locks, when there are any, then runs the drafts' probes in one
+// round trip and resolves each draft with its matches.
+func lookup(ctx context.Context, tx pgx.Tx, reqs []*request, locks []string) error {
+	b := &pgx.Batch{}
+	if len(locks) > 0 {
+		b.Queue(locksSQL, locks)
+	}
+	queueProbes(b, reqs)
 	if b.Len() > 0 {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("find duplicates: %w", err)
 		}
 	}
+	gatherProbes(reqs)
 	for _, r := range reqs {
-		if r.draft != nil && !r.out.Deferred {
-			r.plan, r.rej = r.draft.Resolve(r.found)
-		}
+		r.plan, r.rej = r.draft.Resolve(r.found)
 	}
 	return nil
+}
+
+// createdTypes lists the record types that duplicate rules compare (account,
+// contact) of which a plan creates a record.
+func createdTypes(p *conversion.Plan) []string {
+	var types []string
+	for _, t := range p.Records {
+		if t.Outcome == conversion.OutcomeCreated && (t.Type == conversion.RecordAccount || t.Type == conversion.RecordContact) {
+			types = append(types, t.Type)
+		}
+	}
+	return types
 }
 
 // errRace is a transaction that read an idempotency record before a
