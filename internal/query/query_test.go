@@ -42,6 +42,9 @@ func setup(t *testing.T, prefix string) *bundle {
 	srv, err := query.Start(nc, st, query.Config{Prefix: prefix, Timeout: 5 * time.Second}, zerolog.Nop())
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, srv.Stop()) })
+	// The server has the service's subscriptions once it answered a ping
+	// after them; before, a request from another connection finds no responder.
+	require.NoError(t, nc.Flush())
 	client, err := nats.Connect(n.URL())
 	require.NoError(t, err)
 	t.Cleanup(client.Close)
