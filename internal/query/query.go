@@ -170,7 +170,7 @@ func (s *Server) handler(subject string, handle func(context.Context, []byte) (a
 
 // unavailable is the reply to a request the store could not answer.
 func (s *Server) unavailable(subject string, err error) *Error {
-	s.log.Warn().Err(err).Str("subject", subject).Msg("request not answered")
+	s.log.Warn().Str("error", store.Redact(err)).Str("subject", subject).Msg("request not answered")
 	return &Error{Code: CodeUnavailable, Message: "leadflow could not answer now; ask again", Details: map[string]any{}}
 }
 

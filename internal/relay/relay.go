@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/leadflow/leadflow/internal/metrics"
+	"github.com/leadflow/leadflow/internal/store"
 	"github.com/leadflow/leadflow/internal/stream"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -71,7 +72,7 @@ func (r *Relay) Run(ctx context.Context, flushTimeout time.Duration) error {
 			break
 		}
 		if err != nil {
-			r.log.Warn().Err(err).Msg("relay stopped publishing; retrying")
+			r.log.Warn().Str("error", store.Redact(err)).Msg("relay stopped publishing; retrying")
 		}
 		sleep(ctx, bo.NextBackOff())
 	}
@@ -126,7 +127,7 @@ func (r *Relay) lead(ctx context.Context, flushTimeout time.Duration) error {
 			if conn.Conn().IsClosed() {
 				return err
 			}
-			r.log.Warn().Err(err).Msg("publishing the outbox failed; retrying")
+			r.log.Warn().Str("error", store.Redact(err)).Msg("publishing the outbox failed; retrying")
 			sleep(ctx, bo.NextBackOff())
 			continue
 		}

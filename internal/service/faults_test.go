@@ -10,6 +10,7 @@ import (
 
 	"github.com/leadflow/leadflow/internal/config"
 	"github.com/leadflow/leadflow/internal/testenv"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 )
@@ -129,4 +130,62 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	}
 	require.Equal(t, 100, qualified, "each request's outcome published once")
+}
+
+// TestPoisonAmongNeighbours: a poisoned request fails its batch; its
+// neighbours are then handled one by one, for longer than the ack wait in
+// all. They stay in progress meanwhile: each is converted once, on its first
+// delivery, none is dead-lettered, and only the poisoned one goes to the
+// dead letters. The database's error text, which may quote a lead's values,
+// stays out of the logs (its SQLSTATE is there).
+func TestPoisonAmongNeighbours(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *config.Config) {
+		c.MaxDeliver, c.AckWait, c.Workers, c.Batch = 1, time.Second, 1, 16
+	})
+	_, err := b.pool.Exec(context.Background(), `
+		CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned lead %', NEW.email; END IF;
+			PERFORM pg_sleep(0.15);
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison();`)
+	require.NoError(t, err)
+
+	const n = 12
+	var keys []string
+	for i := range n {
+		if i == 3 {
+			b.publish("lead.qualify.requested", request("org-pn", "poison-key", "poison",
+				map[string]any{"company": "Poison Co", "last_name": "P", "email": "canary-7731@example.com"}, nil))
+		}
+		key := fmt.Sprintf("neighbour-%d", i)
+		keys = append(keys, key)
+		b.publish("lead.qualify.requested", request("org-pn", key, key, map[string]any{"company": fmt.Sprintf("Neighbour %d", i), "last_name": "N"}, nil))
+	}
+	for _, key := range keys {
+		evs := b.outcome(key)
+		require.Equal(t, "lead.qualified", evs[len(evs)-1].Type, key)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cons, err := b.js.OrderedConsumer(ctx, "LEAD_DEAD_LETTERS", jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err)
+	msg, err := cons.Next(jetstream.FetchMaxWait(15 * time.Second))
+	require.NoError(t, err)
+	require.Equal(t, "poison-key", msg.Headers().Get("Nats-Msg-Id"))
+	require.Contains(t, msg.Headers().Get("Leadflow-Error"), "poisoned lead", "the dead letter keeps the whole error")
+	_, err = cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+	require.ErrorIs(t, err, nats.ErrTimeout, "only the poisoned request is dead-lettered")
+
+	logs := b.logs.String()
+	require.NotContains(t, logs, `"delivery":2`, "no request was redelivered")
+	require.NotContains(t, logs, "canary-7731")
+	require.NotContains(t, logs, "poisoned lead")
+	require.Contains(t, logs, "SQLSTATE P0001")
+	for _, key := range keys {
+		require.Len(t, eventsFor(b.events.all(), key), 4, "%s: account, contact, its note moves, lead.qualified: once each", key)
+	}
 }

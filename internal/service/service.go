@@ -155,7 +155,7 @@ func (s *Service) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errs:
-		s.log.Error().Err(err).Msg("shutting down after a failure")
+		s.log.Error().Str("error", store.Redact(err)).Msg("shutting down after a failure")
 	}
 	stopWorkers()
 	_ = s.query.Stop()

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -26,7 +25,32 @@ func Unavailable(err error) bool {
 	var netErr net.Error
 	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "conn closed")
+		strings.Contains(err.Error(), "conn closed")
+}
+
+// Redact returns err's text with any PostgreSQL error message replaced by its
+// SQLSTATE, severity and the names it carries (constraint, table, column):
+// a message may quote the values of a row ("invalid input syntax for type
+// uuid: ...", a trigger's RAISE), and logs must not carry lead content.
+func Redact(err error) string {
+	if err == nil {
+		return ""
+	}
+	text := err.Error()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return text
+	}
+	safe := pgErr.Severity + " SQLSTATE " + pgErr.Code
+	for _, kv := range [][2]string{{"table", pgErr.TableName}, {"column", pgErr.ColumnName}, {"constraint", pgErr.ConstraintName}} {
+		if kv[1] != "" {
+			safe += " " + kv[0] + " " + kv[1]
+		}
+	}
+	if full := pgErr.Error(); strings.Contains(text, full) {
+		return strings.Replace(text, full, safe, 1)
+	}
+	return safe
 }
 
 // retryable reports whether a transaction failed only because it raced

@@ -87,3 +87,18 @@ func (s *Store) FindDuplicates(ctx context.Context, orgID string, probes []conve
 	gatherProbes([]*request{r})
 	return r.found, nil
 }
+
+// Recorded reports whether the request's idempotency key holds an outcome for
+// this very request (same content): a redelivery of it would only replay.
+func (s *Store) Recorded(ctx context.Context, p *conversion.Parsed) (bool, error) {
+	if !p.Readable() {
+		return false, nil
+	}
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM idempotency_keys
+		WHERE org_id = $1 AND key = $2 AND request_hash = $3 AND event IS NOT NULL)`, *p.OrgID, *p.Key, p.Hash).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("read idempotency record: %w", err)
+	}
+	return ok, nil
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -142,11 +143,18 @@ type item struct {
 	p       *conversion.Parsed
 	log     zerolog.Logger
 	start   time.Time
+	// settled is set once the request was acknowledged, scheduled for
+	// redelivery or terminated: no more progress reports for it.
+	settled atomic.Bool
 }
 
 // handleBatch applies a batch of requests in one transaction and
 // acknowledges them. When the batch fails as a whole, each request is
-// handled on its own, so that a bad one fails alone.
+// handled on its own, so that a bad one fails alone. Until a request is
+// settled, it is reported in progress every third of the ack wait: a batch
+// that waits for a lock, or requests that wait their turn after a failed
+// batch, are not redelivered meanwhile, and their deliveries count only
+// real failures.
 func (w *Worker) handleBatch(shutdown context.Context, msgs []jetstream.Msg) {
 	items := make([]*item, 0, len(msgs))
 	for _, msg := range msgs {
@@ -157,32 +165,33 @@ func (w *Worker) handleBatch(shutdown context.Context, msgs []jetstream.Msg) {
 	if len(items) == 0 {
 		return
 	}
+	defer w.heartbeat(items)()
 	if len(items) == 1 {
 		w.handle(shutdown, items[0])
 		return
 	}
 	ps := make([]*conversion.Parsed, len(items))
+	msgs = msgs[:0]
 	for i, it := range items {
 		ps[i] = it.p
-	}
-	msgs = msgs[:0]
-	for _, it := range items {
 		msgs = append(msgs, it.msg)
 	}
 	var outs []store.Outcome
 	var err error
 	for waits := 0; ; waits++ {
 		outs, err = w.processBatch(shutdown, ps)
-		if err == nil || !store.Unavailable(err) || waits == 3 {
+		if err == nil || !w.unavailable(shutdown, err) || waits == 3 {
 			break
 		}
-		w.log.Warn().Err(err).Int("requests", len(items)).Msg("database unavailable; holding the requests until it is back")
+		w.log.Warn().Str("error", store.Redact(err)).Int("requests", len(items)).Msg("database unavailable; holding the requests until it is back")
 		if !w.waitForDatabase(shutdown, msgs) {
 			break
 		}
 	}
 	if err != nil {
-		w.log.Debug().Err(err).Int("requests", len(items)).Msg("batch failed; handling its requests one by one")
+		// A failed or timed-out batch is not tried again as a batch: one
+		// slow or bad request must not hold its neighbours back twice.
+		w.log.Debug().Str("error", store.Redact(err)).Int("requests", len(items)).Msg("batch failed; handling its requests one by one")
 		for _, it := range items {
 			w.handle(shutdown, it)
 		}
@@ -197,8 +206,49 @@ func (w *Worker) handleBatch(shutdown context.Context, msgs []jetstream.Msg) {
 	}
 }
 
-// receive parses a delivered request, or dead-letters it when it has had
-// more deliveries than allowed (a worker died on each of them).
+// heartbeat reports the unsettled items in progress every third of the ack
+// wait until the returned stop is called.
+func (w *Worker) heartbeat(items []*item) (stop func()) {
+	quit := make(chan struct{})
+	go func() {
+		t := time.NewTicker(max(w.cfg.AckWait/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				for _, it := range items {
+					if !it.settled.Load() {
+						_ = it.msg.InProgress()
+					}
+				}
+			}
+		}
+	}()
+	return func() { close(quit) }
+}
+
+// unavailable reports whether err means the database cannot be reached: a
+// connection error, or a transaction that ran out of time while the database
+// does not answer a ping either. A timeout while it answers is the request's
+// (or the batch's) own.
+func (w *Worker) unavailable(shutdown context.Context, err error) bool {
+	if store.Unavailable(err) {
+		return true
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(shutdown), 2*time.Second)
+	defer cancel()
+	return w.store.Ping(ctx) != nil
+}
+
+// receive parses a delivered request. A request delivered more often than
+// allowed was being handled by workers that died or stalled each time: it is
+// let through only to replay the outcome it already has, and dead-lettered
+// otherwise.
 func (w *Worker) receive(msg jetstream.Msg) *item {
 	md, err := msg.Metadata()
 	if err != nil {
@@ -213,6 +263,18 @@ func (w *Worker) receive(msg jetstream.Msg) *item {
 	}
 	it.log = w.requestLogger(it.p, md)
 	if int(md.NumDelivered) > w.cfg.MaxDeliver {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		recorded, err := w.store.Recorded(ctx, it.p)
+		cancel()
+		switch {
+		case err != nil:
+			it.log.Warn().Str("error", store.Redact(err)).Msg("cannot tell whether the request has an outcome; will be redelivered")
+			it.settled.Store(true)
+			_ = msg.NakWithDelay(w.cfg.BackoffMax)
+			return nil
+		case recorded:
+			return it
+		}
 		w.deadLetter(it, fmt.Errorf("delivered %d times without an outcome", md.NumDelivered))
 		return nil
 	}
@@ -232,7 +294,8 @@ func (w *Worker) handle(shutdown context.Context, it *item) {
 		}
 		w.m.Request(it.subject, metrics.Retried, "", time.Since(it.start), it.md.NumDelivered)
 		delay := w.redeliveryDelay(int(it.md.NumDelivered))
-		it.log.Warn().Err(err).Dur("retry_in", delay).Msg("request failed; will be redelivered")
+		it.log.Warn().Str("error", store.Redact(err)).Dur("retry_in", delay).Msg("request failed; will be redelivered")
+		it.settled.Store(true)
 		_ = it.msg.NakWithDelay(delay)
 		return
 	}
@@ -241,6 +304,7 @@ func (w *Worker) handle(shutdown context.Context, it *item) {
 
 // done acknowledges a request whose transaction committed.
 func (w *Worker) done(it *item, out store.Outcome) {
+	it.settled.Store(true)
 	if w.afterCommit != nil && !w.afterCommit(it.msg) {
 		return
 	}
@@ -272,10 +336,10 @@ func (w *Worker) process(shutdown context.Context, msg jetstream.Msg, p *convers
 		out, err := w.processOnce(shutdown, p)
 		// A request that fails as "unavailable" while the database answers
 		// pings is at fault after all: give up on it after a few rounds.
-		if err == nil || !store.Unavailable(err) || waits == 3 {
+		if err == nil || !w.unavailable(shutdown, err) || waits == 3 {
 			return out, err
 		}
-		log.Warn().Err(err).Msg("database unavailable; holding the request until it is back")
+		log.Warn().Str("error", store.Redact(err)).Msg("database unavailable; holding the request until it is back")
 		if !w.waitForDatabase(shutdown, []jetstream.Msg{msg}) {
 			return out, err
 		}
@@ -347,6 +411,7 @@ func (w *Worker) redeliveryDelay(n int) time.Duration {
 // the dead-letter subject, then terminates it. If that publish fails, the
 // request is redelivered and dead-lettered on its next delivery.
 func (w *Worker) deadLetter(it *item, cause error) {
+	it.settled.Store(true)
 	msg, md := it.msg, it.md
 	dead := &nats.Msg{Subject: w.topo.DeadLetterSubject(it.subject), Data: msg.Data(), Header: nats.Header{}}
 	for k, v := range msg.Headers() {
@@ -363,13 +428,13 @@ func (w *Worker) deadLetter(it *item, cause error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := w.js.PublishMsg(ctx, dead); err != nil {
-		it.log.Error().Err(err).Msg("publishing the dead letter failed; will be redelivered")
+		it.log.Error().Str("error", store.Redact(err)).Msg("publishing the dead letter failed; will be redelivered")
 		_ = msg.NakWithDelay(w.cfg.BackoffMin)
 		return
 	}
 	_ = msg.Term()
 	w.m.Request(it.subject, metrics.DeadLettered, "", time.Since(it.start), md.NumDelivered)
-	it.log.Error().Err(cause).Str("dead_letter_subject", dead.Subject).Uint64("deliveries", md.NumDelivered).
+	it.log.Error().Str("error", store.Redact(cause)).Str("dead_letter_subject", dead.Subject).Uint64("deliveries", md.NumDelivered).
 		Msg("request dead-lettered after its last delivery")
 }
 
