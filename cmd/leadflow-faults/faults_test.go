@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,15 +14,6 @@ type testLog struct{ t *testing.T }
 func (w testLog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
-}
-
-// knownDefects are scenarios that fail because of a leadflow defect the
-// suite found and docs/reliability.md ("Defects found") describes with its
-// evidence. Their failure is logged, not failed, so that the other
-// scenarios keep guarding; LEADFLOW_FAULTS_STRICT=1 fails them too. A known
-// defect that no longer reproduces is logged, to be removed from here.
-var knownDefects = map[int]string{
-	11: "defect 1: a converted request is also dead-lettered when slow batches let its deliveries pile up",
 }
 
 // TestFaultSuiteShort runs the fault suite at a fifth of its size on the
@@ -44,16 +34,8 @@ func TestFaultSuiteShort(t *testing.T) {
 	if len(rows) == 0 {
 		t.Fatalf("fault suite: exit %d: %v", code, err)
 	}
-	strict := os.Getenv("LEADFLOW_FAULTS_STRICT") == "1"
 	for _, r := range rows {
-		defect, known := knownDefects[r.ID]
-		switch {
-		case r.Passed() && known:
-			t.Logf("scenario %d passes now: remove it from knownDefects (%s)", r.ID, defect)
-		case r.Passed():
-		case known && !strict:
-			t.Logf("scenario %d fails by a known defect (%s): %s", r.ID, defect, strings.Join(r.Notes, "; "))
-		default:
+		if !r.Passed() {
 			t.Errorf("scenario %d %s: %s: %s", r.ID, r.Name, r.Result, strings.Join(r.Notes, "; "))
 		}
 	}

@@ -590,7 +590,7 @@ func piiCanaries(r *run) error {
 	if len(where) > 0 {
 		r.note("found in: %s", strings.Join(where, " | "))
 	}
-	if organic > 0 {
+	if organic > 0 || probed > 0 {
 		r.row.Result = "FAIL"
 	}
 	r.s.ranPII = true
