@@ -148,13 +148,12 @@ type item struct {
 	settled atomic.Bool
 }
 
-// handleBatch applies a batch of requests in one transaction and
-// acknowledges them. When the batch fails as a whole, each request is
-// handled on its own, so that a bad one fails alone. Until a request is
-// settled, it is reported in progress every third of the ack wait: a batch
-// that waits for a lock, or requests that wait their turn after a failed
-// batch, are not redelivered meanwhile, and their deliveries count only
-// real failures.
+// handleBatch applies a batch of requests and acknowledges them. Until a
+// request is settled, it is reported in progress every third of the ack
+// wait: a batch that waits for a lock, or requests that wait their turn
+// after a failed batch, are not redelivered meanwhile, and their deliveries
+// count only real failures. A redelivered request failed or was cut short
+// before, so it is applied on its own, lest it fail a batch again.
 func (w *Worker) handleBatch(shutdown context.Context, msgs []jetstream.Msg) {
 	items := make([]*item, 0, len(msgs))
 	for _, msg := range msgs {
@@ -166,15 +165,34 @@ func (w *Worker) handleBatch(shutdown context.Context, msgs []jetstream.Msg) {
 		return
 	}
 	defer w.heartbeat(items)()
-	if len(items) == 1 {
+	var fresh []*item
+	for _, it := range items {
+		if it.md.NumDelivered > 1 {
+			w.handle(shutdown, it)
+		} else {
+			fresh = append(fresh, it)
+		}
+	}
+	w.apply(shutdown, fresh)
+}
+
+// apply applies items in one transaction. When that fails, the halves are
+// applied on their own, down to single requests, so that one bad request
+// fails alone and costs its neighbours a few transactions rather than one
+// each. A batch that ran out of time goes one by one at once: halving it
+// would let a slow request run out of time again in each half.
+func (w *Worker) apply(shutdown context.Context, items []*item) {
+	switch len(items) {
+	case 0:
+		return
+	case 1:
 		w.handle(shutdown, items[0])
 		return
 	}
 	ps := make([]*conversion.Parsed, len(items))
-	msgs = msgs[:0]
+	msgs := make([]jetstream.Msg, len(items))
 	for i, it := range items {
-		ps[i] = it.p
-		msgs = append(msgs, it.msg)
+		ps[i], msgs[i] = it.p, it.msg
 	}
 	var outs []store.Outcome
 	var err error
@@ -189,12 +207,15 @@ func (w *Worker) handleBatch(shutdown context.Context, msgs []jetstream.Msg) {
 		}
 	}
 	if err != nil {
-		// A failed or timed-out batch is not tried again as a batch: one
-		// slow or bad request must not hold its neighbours back twice.
-		w.log.Debug().Str("error", store.Redact(err)).Int("requests", len(items)).Msg("batch failed; handling its requests one by one")
-		for _, it := range items {
-			w.handle(shutdown, it)
+		w.log.Debug().Str("error", store.Redact(err)).Int("requests", len(items)).Msg("batch failed; applying its requests apart")
+		if errors.Is(err, context.DeadlineExceeded) || store.Unavailable(err) {
+			for _, it := range items {
+				w.handle(shutdown, it)
+			}
+			return
 		}
+		w.apply(shutdown, items[:len(items)/2])
+		w.apply(shutdown, items[len(items)/2:])
 		return
 	}
 	for i, it := range items {
