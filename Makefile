@@ -20,7 +20,7 @@ LEADFLOW_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(LEADFLOW_DB_NAME)?
 LEADFLOW_NATS_URL ?= nats://127.0.0.1:4222
 
 .DEFAULT_GOAL := build
-.PHONY: build test run services
+.PHONY: build test run services bench faults
 
 build:
 	$(GO) build -o bin/leadflow ./cmd/leadflow
@@ -31,6 +31,18 @@ services:
 test: services
 	$(GO) vet ./...
 	LEADFLOW_TEST_DATABASE_URL='$(LEADFLOW_TEST_DATABASE_URL)' $(GO) test -race -count=1 ./...
+
+# bench: the end-to-end benchmark (cmd/leadflow-bench: its own nats-server
+# and leadflow serve, a fresh leadflow_bench database); docs/performance.md.
+BENCH_FLAGS ?= -n 100000 -dup 0.2 -ceiling
+bench: services
+	$(GO) run ./cmd/leadflow-bench $(BENCH_FLAGS)
+
+# faults: the reliability fault suite at full size; rewrites the table of
+# docs/reliability.md (about 25 minutes). FAULTS_FLAGS="--short" for a fifth.
+FAULTS_FLAGS ?=
+faults: services
+	scripts/faults.sh $(FAULTS_FLAGS)
 
 # Where `make run` serves /healthz and /readyz, and keeps its dev data.
 LEADFLOW_HTTP_ADDR ?= 127.0.0.1:8080
