@@ -42,9 +42,9 @@ func newWrites() *writes {
 		contacts:      newRows(recordSpec(conversion.RecordContact)...),
 		opportunities: newRows(recordSpec(conversion.RecordOpportunity)...),
 		notes: newRows("org_id text", "lead_id text", "id uuid", "upstream_id text", "title text", "body text",
-			"created_at timestamptz"),
+			"created_at timestamptz", "account_id uuid", "contact_id uuid", "opportunity_id uuid"),
 		attachments: newRows("org_id text", "lead_id text", "id uuid", "upstream_id text", "file_name text",
-			"mime_type text", "url text", "size_bytes bigint"),
+			"mime_type text", "url text", "size_bytes bigint", "account_id uuid", "contact_id uuid", "opportunity_id uuid"),
 		targets: newRows("org_id text", "lead_id text", "account_id uuid", "contact_id uuid", "opportunity_id uuid"),
 		summaries: newRows("org_id text", "id uuid", "lead_id text", "kind text", "opportunity_id uuid", "title text",
 			"body text", "created_at timestamptz"),
@@ -117,7 +117,8 @@ func (w *writes) queue(b *pgx.Batch) {
 		for _, table := range []string{"notes", "attachments"} {
 			b.Queue(fmt.Sprintf(`UPDATE %s x SET account_id = t.account_id, contact_id = t.contact_id, opportunity_id = t.opportunity_id
 				FROM (%s) AS t(org_id, lead_id, account_id, contact_id, opportunity_id)
-				WHERE x.org_id = t.org_id AND x.lead_id = t.lead_id`, table, w.targets.selectSQL()), w.targets.args()...)
+				WHERE x.org_id = t.org_id AND x.lead_id = t.lead_id
+				AND (x.account_id, x.contact_id, x.opportunity_id) IS DISTINCT FROM (t.account_id, t.contact_id, t.opportunity_id)`, table, w.targets.selectSQL()), w.targets.args()...)
 		}
 	}
 	w.summaries.queueInsert(b, "notes", "")
@@ -155,10 +156,12 @@ func (t *request) addPlan(w *writes, plan *conversion.Plan) error {
 			w.updates = append(w.updates, &update{orgID: r.OrgID, rec: rec})
 		}
 	}
-	addNotes(w, r)
+	ids := map[string]any{}
 	if target := plan.NoteTarget; target != nil {
-		ids := map[string]any{}
 		ids[target.Type] = target.ID
+	}
+	addNotes(w, r, ids[conversion.RecordAccount], ids[conversion.RecordContact], ids[conversion.RecordOpportunity])
+	if target := plan.NoteTarget; target != nil {
 		w.targets.add(r.OrgID, r.Lead.ID, ids[conversion.RecordAccount], ids[conversion.RecordContact], ids[conversion.RecordOpportunity])
 		if plan.Summary != "" {
 			w.summaries.add(r.OrgID, newID(), r.Lead.ID, "summary", target.ID, "Lead summary", plan.Summary, t.now)
@@ -268,8 +271,10 @@ func queueUpdate(b *pgx.Batch, orgID string, rec *conversion.Target) {
 		tables[rec.Type], strings.Join(set, ", ")), args...)
 }
 
-// addNotes adds the notes and attachments the request carries.
-func addNotes(w *writes, r *conversion.Request) {
+// addNotes adds the notes and attachments the request carries, new ones
+// already on the record the plan moves the lead's notes to (nil ids: they
+// stay with the lead).
+func addNotes(w *writes, r *conversion.Request, accountID, contactID, opportunityID any) {
 	l := &r.Lead
 	// One statement cannot write a row twice: of notes (or attachments) that
 	// share an id, the last one stands, as upstream would have it.
@@ -277,14 +282,16 @@ func addNotes(w *writes, r *conversion.Request) {
 	for i := len(l.Notes) - 1; i >= 0; i-- {
 		if n := l.Notes[i]; !seen[n.ID] {
 			seen[n.ID] = true
-			w.notes.add(r.OrgID, l.ID, newID(), n.ID, nullable(n.Title), nullable(n.Body), n.CreatedAt)
+			w.notes.add(r.OrgID, l.ID, newID(), n.ID, nullable(n.Title), nullable(n.Body), n.CreatedAt,
+				accountID, contactID, opportunityID)
 		}
 	}
 	clear(seen)
 	for i := len(l.Attachments) - 1; i >= 0; i-- {
 		if a := l.Attachments[i]; !seen[a.ID] {
 			seen[a.ID] = true
-			w.attachments.add(r.OrgID, l.ID, newID(), a.ID, a.FileName, nullable(a.MimeType), nullable(a.URL), a.SizeBytes)
+			w.attachments.add(r.OrgID, l.ID, newID(), a.ID, a.FileName, nullable(a.MimeType), nullable(a.URL), a.SizeBytes,
+				accountID, contactID, opportunityID)
 		}
 	}
 }
