@@ -71,9 +71,11 @@ func TestProcessBatch(t *testing.T) {
 	require.True(t, o.Replayed)
 }
 
-// TestProcessBatchFailsWhole: a request whose write fails rolls the whole
-// batch back; nothing of it is committed.
-func TestProcessBatchFailsWhole(t *testing.T) {
+// TestProcessBatchIsolatesAFault: a request whose write fails (a trigger
+// here) comes back with Err and leaves nothing behind, its idempotency
+// record included; the rest of its batch commits, and the bad request, once
+// fixed, converts on its own.
+func TestProcessBatchIsolatesAFault(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st, err := store.Open(ctx, testenv.Database(t), 4)
@@ -84,11 +86,30 @@ func TestProcessBatchFailsWhole(t *testing.T) {
 		BEGIN IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned lead'; END IF; RETURN NEW; END $$;
 		CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison();`)
 	require.NoError(t, err)
-	_, err = st.ProcessBatch(ctx, []*conversion.Parsed{parsed(t, "a", "fine", "Fine"), parsed(t, "b", "poison", "Bad")})
-	require.ErrorContains(t, err, "poisoned lead")
-	var n int
-	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM leads) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM outbox)`).Scan(&n))
-	require.Zero(t, n)
+	bad := parsed(t, "b", "poison", "Bad")
+	outs, err := st.ProcessBatch(ctx, []*conversion.Parsed{parsed(t, "a", "fine", "Fine"), bad, parsed(t, "c", "fine-too", "Fine Too")})
+	require.NoError(t, err)
+	require.Equal(t, "lead.qualified", outs[0].Event)
+	require.NoError(t, outs[0].Err)
+	require.ErrorContains(t, outs[1].Err, "poisoned lead")
+	require.Empty(t, outs[1].Event)
+	require.Equal(t, "lead.qualified", outs[2].Event)
+	count := func(sql string) int {
+		var n int
+		require.NoError(t, st.Pool().QueryRow(ctx, sql).Scan(&n))
+		return n
+	}
+	require.Equal(t, 2, count(`SELECT count(*) FROM leads`))
+	require.Equal(t, 2, count(`SELECT count(*) FROM accounts`))
+	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key = 'b'`), "the bad request's claim is released")
+	require.Zero(t, count(`SELECT count(*) FROM leads WHERE id = 'poison'`))
+
+	_, err = st.Pool().Exec(ctx, `DROP TRIGGER poison ON leads`)
+	require.NoError(t, err)
+	o, err := st.Process(ctx, bad)
+	require.NoError(t, err)
+	require.Equal(t, "lead.qualified", o.Event)
+	require.False(t, o.Replayed)
 }
 
 // TestPreview: a preview decides like Process and writes nothing.

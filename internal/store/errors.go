@@ -53,6 +53,22 @@ func Redact(err error) string {
 	return safe
 }
 
+// requestFault reports whether a failed statement failed because of the
+// data of the rows it wrote (a constraint, a trigger, a value out of range,
+// a row too large), rather than the connection, the server or a race: a
+// fault that writing each request apart pins on one of them.
+func requestFault(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || retryable(err) || Unavailable(err) {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23", "2F", "38", "39", "42", "44", "54", "P0":
+		return true
+	}
+	return false
+}
+
 // retryable reports whether a transaction failed only because it raced
 // another one (serialization failure, deadlock): run it again, decisions
 // included.

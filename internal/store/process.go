@@ -27,6 +27,10 @@ type Outcome struct {
 	Replayed bool
 	// Events is the number of events written to the outbox.
 	Events int
+	// Err is set when the request's own writes failed within a batch that
+	// committed the others: nothing was written for it, and it may be tried
+	// again on its own.
+	Err error
 	// Deferred is set when the request was left out of its batch because it
 	// shares a lead, an idempotency key or a new record's duplicate key with
 	// an earlier request of the same batch: nothing was written for it, and
@@ -133,6 +137,7 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 	}
 
 	w := newWrites()
+	var writers []*request
 	for _, r := range reqs {
 		if r.out.Deferred {
 			if r.inserted {
@@ -145,11 +150,21 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 		if err := r.addWrite(w); err != nil {
 			return nil, err
 		}
+		writers = append(writers, r)
 	}
 	b := &pgx.Batch{}
+	apart := len(writers) > 1
+	if apart {
+		b.Queue("SAVEPOINT batch")
+	}
 	w.queue(b)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("write: %w", err)
+		if !apart || !requestFault(err) {
+			return nil, fmt.Errorf("write: %w", err)
+		}
+		if err := writeApart(ctx, tx, writers, w.released); err != nil {
+			return nil, err
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
@@ -159,6 +174,75 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 		outs[i] = r.out
 	}
 	return outs, nil
+}
+
+// writeApart writes a batch whose set-based writes failed for a fault of
+// one of its requests (a constraint, a trigger, a value out of range): the
+// transaction goes back to before the writes, keeping what it read and the
+// locks it took, and writes each half of the batch under a savepoint, halving
+// again what fails, until the bad request fails alone. It comes back with Err
+// and its idempotency record released; the others commit, in a few more
+// round trips of set-based writes. released holds the claims of the deferred
+// requests, to be released too.
+func writeApart(ctx context.Context, tx pgx.Tx, writers []*request, released *rows) error {
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT batch"); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	half := len(writers) / 2
+	if err := writeHalf(ctx, tx, writers[:half], released); err != nil {
+		return err
+	}
+	if err := writeHalf(ctx, tx, writers[half:], released); err != nil {
+		return err
+	}
+	if released.len() > 0 {
+		b := &pgx.Batch{}
+		(&writes{released: released}).queueReleased(b)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+	}
+	return nil
+}
+
+func writeHalf(ctx context.Context, tx pgx.Tx, reqs []*request, released *rows) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	w := newWrites()
+	for _, r := range reqs {
+		if err := r.addWrite(w); err != nil {
+			return err
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue("SAVEPOINT part")
+	w.queue(b)
+	b.Queue("RELEASE SAVEPOINT part")
+	err := tx.SendBatch(ctx, b).Close()
+	if err == nil {
+		return nil
+	}
+	if !requestFault(err) {
+		return fmt.Errorf("write: %w", err)
+	}
+	// One simple-protocol round trip: nothing is prepared in an aborted transaction.
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT part; RELEASE SAVEPOINT part"); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if len(reqs) == 1 {
+		r := reqs[0]
+		r.out = Outcome{Err: fmt.Errorf("write: %w", err)}
+		if r.inserted {
+			released.add(*r.p.OrgID, *r.p.Key)
+		}
+		return nil
+	}
+	half := len(reqs) / 2
+	if err := writeHalf(ctx, tx, reqs[:half], released); err != nil {
+		return err
+	}
+	return writeHalf(ctx, tx, reqs[half:], released)
 }
 
 // load reads, in one round trip and a fixed number of statements, what the

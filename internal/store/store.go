@@ -33,17 +33,13 @@ func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
-	// Every lookup leadflow makes names its org first, and every index
-	// leads with org_id. A generic plan, cached once a statement has run a
-	// few times, is costed on the table's statistics of that moment: made
-	// while an org's tables are young, it may walk an index on org_id alone
-	// and filter the org's every row, for as long as the connection lives
-	// (foreign-key checks included). Planning each execution with its
-	// values keeps every lookup on its own index; a URL can still say
-	// otherwise.
-	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
-		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
-	}
+	// Statements run as unnamed prepared statements, so that PostgreSQL plans
+	// each execution with its values (a batch's statements are few, however
+	// many requests it holds). A generic plan cached per connection, made
+	// while an org's tables are young, could keep walking the org for each
+	// duplicate probe. Foreign-key checks keep their cached plans: they can
+	// only be primary-key lookups (migration 003).
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)

@@ -128,12 +128,18 @@ func (w *writes) queue(b *pgx.Batch) {
 			FROM (%s) AS u(org_id, key, outcome, event_subject, event, event_id)
 			WHERE i.org_id = u.org_id AND i.key = u.key`, w.outcomes.selectSQL()), w.outcomes.args()...)
 	}
+	w.queueReleased(b)
+	if w.outbox.len() > 0 {
+		b.Queue(`SELECT pg_notify('leadflow_outbox', '')`)
+	}
+}
+
+// queueReleased queues the release of the idempotency records claimed for
+// requests that wrote nothing.
+func (w *writes) queueReleased(b *pgx.Batch) {
 	if w.released.len() > 0 {
 		b.Queue(fmt.Sprintf(`DELETE FROM idempotency_keys i USING (%s) AS u(org_id, key)
 			WHERE i.org_id = u.org_id AND i.key = u.key`, w.released.selectSQL()), w.released.args()...)
-	}
-	if w.outbox.len() > 0 {
-		b.Queue(`SELECT pg_notify('leadflow_outbox', '')`)
 	}
 }
 

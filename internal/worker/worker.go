@@ -219,11 +219,14 @@ func (w *Worker) apply(shutdown context.Context, items []*item) {
 		return
 	}
 	for i, it := range items {
-		if outs[i].Deferred {
+		switch {
+		case outs[i].Deferred:
 			w.handle(shutdown, it)
-			continue
+		case outs[i].Err != nil:
+			w.fail(it, outs[i].Err)
+		default:
+			w.done(it, outs[i])
 		}
-		w.done(it, outs[i])
 	}
 }
 
@@ -309,18 +312,24 @@ func (w *Worker) receive(msg jetstream.Msg) *item {
 func (w *Worker) handle(shutdown context.Context, it *item) {
 	out, err := w.process(shutdown, it.msg, it.p, it.log)
 	if err != nil {
-		if int(it.md.NumDelivered) >= w.cfg.MaxDeliver {
-			w.deadLetter(it, err)
-			return
-		}
-		w.m.Request(it.subject, metrics.Retried, "", time.Since(it.start), it.md.NumDelivered)
-		delay := w.redeliveryDelay(int(it.md.NumDelivered))
-		it.log.Warn().Str("error", store.Redact(err)).Dur("retry_in", delay).Msg("request failed; will be redelivered")
-		it.settled.Store(true)
-		_ = it.msg.NakWithDelay(delay)
+		w.fail(it, err)
 		return
 	}
 	w.done(it, out)
+}
+
+// fail schedules a request whose transaction failed for redelivery with
+// backoff, or dead-letters it after its last allowed delivery.
+func (w *Worker) fail(it *item, err error) {
+	if int(it.md.NumDelivered) >= w.cfg.MaxDeliver {
+		w.deadLetter(it, err)
+		return
+	}
+	w.m.Request(it.subject, metrics.Retried, "", time.Since(it.start), it.md.NumDelivered)
+	delay := w.redeliveryDelay(int(it.md.NumDelivered))
+	it.log.Warn().Str("error", store.Redact(err)).Dur("retry_in", delay).Msg("request failed; will be redelivered")
+	it.settled.Store(true)
+	_ = it.msg.NakWithDelay(delay)
 }
 
 // done acknowledges a request whose transaction committed.
