@@ -50,6 +50,20 @@ func queueProbes(b *pgx.Batch, reqs []*request) {
 				})
 				continue
 			}
+			if p.LeadValue == "" {
+				// A rule that matches blanks: the lookup indexes leave
+				// blanks out, so this one walks the org's records until it
+				// has its matches.
+				r, i := r, i
+				b.Queue(fmt.Sprintf(`SELECT %s FROM %s WHERE org_id = $1 AND %s_norm = '' LIMIT %d`,
+					selectList(p.RecordType, p.Column), tables[p.RecordType], p.Column, maxMatches),
+					r.p.Request.OrgID).Query(func(rows pgx.Rows) error {
+					return scanRecords(rows, p.RecordType, func(e conversion.Existing, norm string) {
+						r.hits[i] = append(r.hits[i], conversion.Match{Probe: p, Record: e, RecordValue: norm})
+					})
+				})
+				continue
+			}
 			c := column{p.RecordType, p.Column}
 			if _, ok := exact[c]; !ok {
 				columns = append(columns, c)
@@ -67,8 +81,8 @@ func queueProbes(b *pgx.Batch, reqs []*request) {
 		}
 		var n int32
 		b.Queue(fmt.Sprintf(`SELECT q.n, m.* FROM unnest($1::int4[], $2::text[], $3::text[]) AS q(n, org_id, value)
-			CROSS JOIN LATERAL (SELECT %s FROM %s WHERE org_id = q.org_id AND %s_norm = q.value LIMIT %d) m`,
-			selectList(c.typ, c.col), tables[c.typ], c.col, maxMatches), ns, orgs, vals).Query(func(rows pgx.Rows) error {
+			CROSS JOIN LATERAL (SELECT %s FROM %s WHERE %s_norm = q.value AND %s_norm <> '' AND org_id = q.org_id LIMIT %d) m`,
+			selectList(c.typ, c.col), tables[c.typ], c.col, c.col, maxMatches), ns, orgs, vals).Query(func(rows pgx.Rows) error {
 			return scanRecords(rows, c.typ, func(e conversion.Existing, norm string) {
 				t := targets[n]
 				p := t.r.draft.Probes[t.i]
@@ -97,9 +111,9 @@ func gatherProbes(reqs []*request) {
 }
 
 // patternPredicate is the indexed condition of a prefix or suffix probe on
-// its normalized column, with its pattern as $2; ok is false for a probe
-// that compares whole values (exact rules, and values shorter than the
-// rule's n).
+// its normalized column, with its pattern as $2 (and the column not blank,
+// as the partial index has it); ok is false for a probe that compares whole
+// values (exact rules, and values shorter than the rule's n).
 func patternPredicate(p conversion.Probe) (pred, arg string, ok bool) {
 	col := p.Column + "_norm"
 	if utf8.RuneCountInString(p.LeadValue) < p.Rule.N {
@@ -107,9 +121,9 @@ func patternPredicate(p conversion.Probe) (pred, arg string, ok bool) {
 	}
 	switch p.Rule.Match {
 	case conversion.MatchFirstN:
-		return col + " LIKE $2", escapeLike(p.Key) + "%", true
+		return col + " LIKE $2 AND " + col + " <> ''", escapeLike(p.Key) + "%", true
 	case conversion.MatchLastN:
-		return "reverse(" + col + ") LIKE $2", escapeLike(reverse(p.Key)) + "%", true
+		return "reverse(" + col + ") LIKE $2 AND " + col + " <> ''", escapeLike(reverse(p.Key)) + "%", true
 	}
 	return "", "", false
 }

@@ -1,0 +1,76 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/leadflow/leadflow/internal/conversion"
+	"github.com/leadflow/leadflow/internal/store"
+	"github.com/leadflow/leadflow/internal/testenv"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDuplicateRuleKinds: prefix (first_n), suffix (last_n) and blank
+// (match_blanks) rules find their matches through the lookup statements and
+// indexes, alone and batched, and an exact rule does not match a prefix.
+func TestDuplicateRuleKinds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.Database(t), 4)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	require.NoError(t, st.PutSettings(ctx, "org-r", []byte(`{"duplicate_rules": {
+		"account": [{"name": "name_prefix", "field": "name", "match": "first_n", "n": 6},
+		            {"name": "phone_suffix", "field": "phone", "match": "last_n", "n": 7}],
+		"contact": [{"name": "mobile_blank", "field": "mobile_phone", "match": "exact", "match_blanks": true},
+		            {"name": "email", "field": "email", "match": "exact"}]}}`)))
+	req := func(key, lead string, fields map[string]any) *conversion.Parsed {
+		fields["id"] = lead
+		body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": "org-r",
+			"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}}, "on_duplicate": "reject", "lead": fields})
+		require.NoError(t, err)
+		p := conversion.Parse(conversion.SubjectQualify, body)
+		require.Nil(t, p.Invalid)
+		return p
+	}
+	o, err := st.Process(ctx, req("k0", "l0", map[string]any{"company": "Umbrella Corporation", "last_name": "Wesker",
+		"business_phone": "+1 555 123 4567", "email": "albert@umbrella.example"}))
+	require.NoError(t, err)
+	require.Equal(t, "lead.qualified", o.Event)
+
+	rules := func(p *conversion.Parsed) []string {
+		pv, err := st.Preview(ctx, p)
+		require.NoError(t, err)
+		var names []string
+		for _, m := range pv.Matches {
+			names = append(names, m.Probe.Rule.Name)
+		}
+		return names
+	}
+	// Same first six letters of the name ("umbrel"), another phone.
+	require.Contains(t, rules(req("k1", "l1", map[string]any{"company": "Umbrella Pharma", "last_name": "Birkin",
+		"business_phone": "+44 20 7946 0000", "email": "w@x.example", "mobile_phone": "+1 555 000 0001"})), "name_prefix")
+	// Same last seven digits of the phone, another name.
+	require.Contains(t, rules(req("k2", "l2", map[string]any{"company": "Tricell", "last_name": "Excella",
+		"business_phone": "+49 30 123 4567", "email": "e@x.example", "mobile_phone": "+1 555 000 0002"})), "phone_suffix")
+	// No mobile phone, as the first contact: blanks match blanks.
+	require.Contains(t, rules(req("k3", "l3", map[string]any{"company": "Blue Umbrella", "last_name": "Redfield",
+		"email": "chris@bsaa.example"})), "mobile_blank")
+	// Nothing in common.
+	require.Empty(t, rules(req("k4", "l4", map[string]any{"company": "Raccoon Police", "last_name": "Kennedy",
+		"business_phone": "+1 555 999 0000", "email": "leon@rpd.example", "mobile_phone": "+1 555 000 0004"})))
+
+	// Batched, the same lookups reject the first three and convert the fourth.
+	outs, err := st.ProcessBatch(ctx, []*conversion.Parsed{
+		req("b1", "m1", map[string]any{"company": "Umbrella Pharma", "last_name": "Birkin", "business_phone": "+44 20 7946 0000", "email": "w@x.example", "mobile_phone": "+1 555 000 0001"}),
+		req("b2", "m2", map[string]any{"company": "Tricell", "last_name": "Excella", "business_phone": "+49 30 123 4567", "email": "e@x.example", "mobile_phone": "+1 555 000 0002"}),
+		req("b3", "m3", map[string]any{"company": "Blue Umbrella", "last_name": "Redfield", "email": "chris@bsaa.example"}),
+		req("b4", "m4", map[string]any{"company": "Raccoon Police", "last_name": "Kennedy", "business_phone": "+1 555 999 0000", "email": "leon@rpd.example", "mobile_phone": "+1 555 000 0004"}),
+	})
+	require.NoError(t, err)
+	for i, code := range []string{"duplicates_found", "duplicates_found", "duplicates_found", ""} {
+		require.False(t, outs[i].Deferred)
+		require.Equal(t, code, outs[i].Code, "request %d", i+1)
+	}
+}
