@@ -1,8 +1,11 @@
 package conversion
 
 import (
+	"bytes"
 	"testing"
 
+	"github.com/leadflow/leadflow/schemas"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
 )
 
@@ -70,6 +73,67 @@ func BenchmarkParse(b *testing.B) {
 	}
 }
 
+// The stages of Parse, apart: JSON to a generic value (what the schema
+// validator reads), schema validation, the content hash, and the typed decode.
+func BenchmarkParseStages(b *testing.B) {
+	body := []byte(benchQualifyBody)
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	require.NoError(b, err)
+	b.Run("unmarshal", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := jsonschema.UnmarshalJSON(bytes.NewReader(body)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("validate", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if errs, err := schemas.Validate(schemas.RequestPath(SubjectQualify), doc); err != nil || errs != nil {
+				b.Fatal(err, errs)
+			}
+		}
+	})
+	b.Run("hash", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if len(contentHash(SubjectQualify, doc)) == 0 {
+				b.Fatal("no hash")
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Decode(SubjectQualify, body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkMap maps the lead onto an account, a contact and an opportunity
+// with the org's field map and the request's overrides.
+func BenchmarkMap(b *testing.B) {
+	p := Parse(SubjectQualify, []byte(benchQualifyBody))
+	require.Nil(b, p.Invalid)
+	s := mustSettings(b, benchSettings)
+	r := p.Request
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, typ := range []string{RecordAccount, RecordContact, RecordOpportunity} {
+			if v := mapValues(typ, &r.Lead, s.FieldMap, nil); v.Fields == nil {
+				b.Fatal("no fields")
+			}
+		}
+	}
+}
+
+// BenchmarkDecide decides a qualification and plans it: checks, mapping,
+// duplicate probes, resolution without matches, records and events.
 func BenchmarkDecide(b *testing.B) {
 	p := Parse(SubjectQualify, []byte(benchQualifyBody))
 	require.Nil(b, p.Invalid)
