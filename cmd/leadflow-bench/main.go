@@ -461,14 +461,19 @@ func preload(ctx context.Context, dbURL string, n int) error {
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	_, err = st.Pool().Exec(ctx, `
+	for _, sql := range []string{`
 		INSERT INTO accounts (org_id, id, name, website, name_norm, website_norm, phone_norm)
 		SELECT 'bench-org-0', gen_random_uuid(), 'Preloaded ' || g, 'preloaded' || g || '.example', 'preloaded ' || g, 'preloaded' || g || '.example', '+1999' || g
-		FROM generate_series(1, $1) g;
+		FROM generate_series(1, $1::int) g`, `
 		INSERT INTO contacts (org_id, id, last_name, email, email_norm, last_name_norm, business_phone_norm)
 		SELECT 'bench-org-0', gen_random_uuid(), 'P' || g, 'p' || g || '@preloaded.example', 'p' || g || '@preloaded.example', 'p' || g, '+1888' || g
-		FROM generate_series(1, $1) g;
-		ANALYZE accounts; ANALYZE contacts;`, n)
+		FROM generate_series(1, $1::int) g`,
+	} {
+		if _, err := st.Pool().Exec(ctx, sql, n); err != nil {
+			return fmt.Errorf("preload: %w", err)
+		}
+	}
+	_, err = st.Pool().Exec(ctx, `ANALYZE accounts; ANALYZE contacts`)
 	return err
 }
 
