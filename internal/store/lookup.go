@@ -81,13 +81,7 @@ func (s *Store) FindDuplicates(ctx context.Context, orgID string, probes []conve
 	if b.Len() == 0 {
 		return nil, nil
 	}
-	customPlans(b, 0)
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, fmt.Errorf("find duplicates: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("find duplicates: %w", err)
 	}
 	gatherProbes([]*request{r})

@@ -346,11 +346,7 @@ func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 			return rows.Err()
 		})
 	}
-	n := b.Len()
 	queueUndoLoads(b, reqs) // undo.go: after the lead locks
-	if b.Len() > n {
-		customPlans(b, n)
-	}
 	if b.Len() == 0 {
 		return nil
 	}
@@ -358,18 +354,6 @@ func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 		return fmt.Errorf("load: %w", err)
 	}
 	return nil
-}
-
-// customPlans has the statements queued on b from its i-th on planned with
-// their values each time they run, and the ones after with PostgreSQL's
-// cached plans again. Statements are prepared once per connection and their
-// plans cached, which is right for the foreign-key checks and the writes,
-// whose every lookup has a single index to take (migration 003). A duplicate
-// probe or an undo lookup has a choice, and a generic plan made while an
-// org's tables were young could keep walking the whole org.
-func customPlans(b *pgx.Batch, i int) {
-	b.QueuedQueries = slices.Insert(b.QueuedQueries, i, &pgx.QueuedQuery{SQL: "SET LOCAL plan_cache_mode = force_custom_plan"})
-	b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
 }
 
 // locksSQL takes a transaction-scoped advisory lock on each of $1, in order.
@@ -526,11 +510,7 @@ func lookup(ctx context.Context, tx pgx.Tx, reqs []*request, locks []string) err
 	if len(locks) > 0 {
 		b.Queue(locksSQL, locks)
 	}
-	n := b.Len()
 	queueProbes(b, reqs)
-	if b.Len() > n {
-		customPlans(b, n)
-	}
 	if b.Len() > 0 {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("find duplicates: %w", err)

@@ -33,16 +33,13 @@ func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
-	// Statements are prepared once per connection and run with generic
-	// plans: leadflow's batched statements join parameter arrays with one
-	// index each (migration 003), the same plan whatever the batch, and
-	// planning them afresh each time would cost more than running them.
-	// Duplicate probes and undo lookups, which have a choice of index, are
-	// planned with their values (customPlans). A database URL may say
-	// otherwise.
-	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
-		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
-	}
+	// Statements run as unnamed prepared statements, so that PostgreSQL plans
+	// each execution with its values (a batch's statements are few, however
+	// many requests it holds). A generic plan cached per connection, made
+	// while an org's tables are young, could keep walking the org for each
+	// duplicate probe. Foreign-key checks keep their cached plans: they can
+	// only be primary-key lookups (migration 003).
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)

@@ -101,11 +101,7 @@ var upsertLeads = func() string {
 // queue queues every statement of the batch's writes, in an order that
 // satisfies the foreign keys: leads, records, notes, then the outbox.
 func (w *writes) queue(b *pgx.Batch) {
-	n := b.Len()
 	queueUndos(b, w.undos) // undo.go
-	if b.Len() > n {
-		customPlans(b, n)
-	}
 	w.leads.queueInsert(b, "leads", upsertLeads)
 	w.accounts.queueInsert(b, "accounts", "")
 	w.contacts.queueInsert(b, "contacts", "")

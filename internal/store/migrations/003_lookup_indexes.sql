@@ -33,8 +33,3 @@ CREATE INDEX contacts_business_phone_norm_rev ON contacts (reverse(business_phon
 CREATE INDEX contacts_mobile_phone_norm_rev ON contacts (reverse(mobile_phone_norm), org_id) WHERE mobile_phone_norm <> '';
 CREATE INDEX contacts_first_name_norm_rev ON contacts (reverse(first_name_norm), org_id) WHERE first_name_norm <> '';
 CREATE INDEX contacts_last_name_norm_rev ON contacts (reverse(last_name_norm), org_id) WHERE last_name_norm <> '';
-
--- Notes and attachments are found by their lead (org_id, lead_id, ...):
--- their primary key leads with the id, so that it is not a candidate.
-ALTER TABLE notes DROP CONSTRAINT notes_pkey, ADD PRIMARY KEY (id, org_id);
-ALTER TABLE attachments DROP CONSTRAINT attachments_pkey, ADD PRIMARY KEY (id, org_id);
