@@ -77,8 +77,7 @@ func TestPoisonRequestDeadLettered(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cons, err := b.js.OrderedConsumer(ctx, "LEAD_DEAD_LETTERS", jetstream.OrderedConsumerConfig{})
-	require.NoError(t, err)
+	cons := b.deadLetters()
 	msg, err := cons.Next(jetstream.FetchMaxWait(15 * time.Second))
 	require.NoError(t, err)
 	require.Equal(t, "leadflow.dead.lead.qualify.requested", msg.Subject())
@@ -169,10 +168,7 @@ func TestPoisonAmongNeighbours(t *testing.T) {
 		require.Equal(t, "lead.qualified", evs[len(evs)-1].Type, key)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cons, err := b.js.OrderedConsumer(ctx, "LEAD_DEAD_LETTERS", jetstream.OrderedConsumerConfig{})
-	require.NoError(t, err)
+	cons := b.deadLetters()
 	msg, err := cons.Next(jetstream.FetchMaxWait(15 * time.Second))
 	require.NoError(t, err)
 	require.Equal(t, "poison-key", msg.Headers().Get("Nats-Msg-Id"))

@@ -168,6 +168,14 @@ func (b *bundle) collect() *collector {
 	return c
 }
 
+// deadLetters reads LEAD_DEAD_LETTERS from its start.
+func (b *bundle) deadLetters() jetstream.Consumer {
+	b.t.Helper()
+	cons, err := b.js.OrderedConsumer(context.Background(), "LEAD_DEAD_LETTERS", jetstream.OrderedConsumerConfig{})
+	require.NoError(b.t, err)
+	return cons
+}
+
 func (c *collector) all() []event {
 	c.mu.Lock()
 	defer c.mu.Unlock()

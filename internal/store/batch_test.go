@@ -11,6 +11,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// openStore opens a store on a fresh database of its own.
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), testenv.Database(t), 4)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	return st
+}
+
 func parsed(t *testing.T, key, lead, company string) *conversion.Parsed {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": "org-b",
@@ -27,9 +36,7 @@ func parsed(t *testing.T, key, lead, company string) *conversion.Parsed {
 func TestProcessBatch(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.Database(t), 4)
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := openStore(t)
 
 	batch := []*conversion.Parsed{
 		parsed(t, "k1", "lead-1", "Acme"),
@@ -78,10 +85,8 @@ func TestProcessBatch(t *testing.T) {
 func TestProcessBatchIsolatesAFault(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.Database(t), 4)
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Pool().Exec(ctx, `
+	st := openStore(t)
+	_, err := st.Pool().Exec(ctx, `
 		CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned lead'; END IF; RETURN NEW; END $$;
 		CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison();`)
@@ -116,9 +121,7 @@ func TestProcessBatchIsolatesAFault(t *testing.T) {
 func TestPreview(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.Database(t), 4)
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := openStore(t)
 	count := func() int {
 		var n int
 		require.NoError(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM leads) + (SELECT count(*) FROM accounts) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM outbox)`).Scan(&n))

@@ -63,7 +63,7 @@ func requestFault(err error) bool {
 		return false
 	}
 	switch pgErr.Code[:2] {
-	case "22", "23", "2F", "38", "39", "42", "44", "54", "P0":
+	case "22", "23", "2F", "38", "39", "44", "54", "P0":
 		return true
 	}
 	return false

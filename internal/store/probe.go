@@ -20,7 +20,7 @@ var probeTypes = []string{conversion.RecordAccount, conversion.RecordContact}
 // lookups on one column are one statement for the whole batch, whatever its
 // size: a join of the values with the column's index, planned once. Prefix
 // and suffix lookups, which need their pattern as a constant to use an
-// index, are a statement each. Matches land in each request's hits;
+// index, and blank lookups are a statement each. Matches land in each request's hits;
 // gatherProbes moves them to found once the batch has run.
 func queueProbes(b *pgx.Batch, reqs []*request) {
 	type target struct {
@@ -39,25 +39,11 @@ func queueProbes(b *pgx.Batch, reqs []*request) {
 			if !p.Lookup {
 				continue
 			}
-			if pred, arg, ok := patternPredicate(p); ok {
+			if pred, args, ok := singlePredicate(p); ok {
 				r, i := r, i
 				b.Queue(fmt.Sprintf(`SELECT %s FROM %s WHERE org_id = $1 AND %s LIMIT %d`,
 					selectList(p.RecordType, p.Column), tables[p.RecordType], pred, maxMatches),
-					r.p.Request.OrgID, arg).Query(func(rows pgx.Rows) error {
-					return scanRecords(rows, p.RecordType, func(e conversion.Existing, norm string) {
-						r.hits[i] = append(r.hits[i], conversion.Match{Probe: p, Record: e, RecordValue: norm})
-					})
-				})
-				continue
-			}
-			if p.LeadValue == "" {
-				// A rule that matches blanks: the lookup indexes leave
-				// blanks out, so this one walks the org's records until it
-				// has its matches.
-				r, i := r, i
-				b.Queue(fmt.Sprintf(`SELECT %s FROM %s WHERE org_id = $1 AND %s_norm = '' LIMIT %d`,
-					selectList(p.RecordType, p.Column), tables[p.RecordType], p.Column, maxMatches),
-					r.p.Request.OrgID).Query(func(rows pgx.Rows) error {
+					append([]any{r.p.Request.OrgID}, args...)...).Query(func(rows pgx.Rows) error {
 					return scanRecords(rows, p.RecordType, func(e conversion.Existing, norm string) {
 						r.hits[i] = append(r.hits[i], conversion.Match{Probe: p, Record: e, RecordValue: norm})
 					})
@@ -110,22 +96,27 @@ func gatherProbes(reqs []*request) {
 	}
 }
 
-// patternPredicate is the indexed condition of a prefix or suffix probe on
-// its normalized column, with its pattern as $2 (and the column not blank,
-// as the partial index has it); ok is false for a probe that compares whole
-// values (exact rules, and values shorter than the rule's n).
-func patternPredicate(p conversion.Probe) (pred, arg string, ok bool) {
+// singlePredicate is the condition on its normalized column of a probe that
+// needs a statement of its own, with its parameters from $2 on: a prefix or
+// suffix probe (its pattern a constant, and the column not blank, as the
+// partial index has it), or a probe of a rule that matches blanks (which
+// the lookup indexes leave out, so it walks the org's records until it has
+// its matches). ok is false for an exact probe of a value.
+func singlePredicate(p conversion.Probe) (pred string, args []any, ok bool) {
 	col := p.Column + "_norm"
+	if p.LeadValue == "" {
+		return col + " = ''", nil, true
+	}
 	if utf8.RuneCountInString(p.LeadValue) < p.Rule.N {
-		return "", "", false
+		return "", nil, false
 	}
 	switch p.Rule.Match {
 	case conversion.MatchFirstN:
-		return col + " LIKE $2 AND " + col + " <> ''", escapeLike(p.Key) + "%", true
+		return col + " LIKE $2 AND " + col + " <> ''", []any{escapeLike(p.Key) + "%"}, true
 	case conversion.MatchLastN:
-		return "reverse(" + col + ") LIKE $2 AND " + col + " <> ''", escapeLike(reverse(p.Key)) + "%", true
+		return "reverse(" + col + ") LIKE $2 AND " + col + " <> ''", []any{escapeLike(reverse(p.Key)) + "%"}, true
 	}
-	return "", "", false
+	return "", nil, false
 }
 
 func escapeLike(s string) string {

@@ -88,7 +88,6 @@ type request struct {
 	replay bool
 	found  []conversion.Match
 	hits   [][]conversion.Match // per probe, while its lookups run
-	locked []string             // the record types whose duplicate values it locked
 
 	out Outcome
 
@@ -188,11 +187,7 @@ func writeApart(ctx context.Context, tx pgx.Tx, writers []*request, released *ro
 	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT batch"); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
-	half := len(writers) / 2
-	if err := writeHalf(ctx, tx, writers[:half], released); err != nil {
-		return err
-	}
-	if err := writeHalf(ctx, tx, writers[half:], released); err != nil {
+	if err := writeHalves(ctx, tx, writers, released); err != nil {
 		return err
 	}
 	if released.len() > 0 {
@@ -205,6 +200,18 @@ func writeApart(ctx context.Context, tx pgx.Tx, writers []*request, released *ro
 	return nil
 }
 
+// writeHalves writes each half of reqs with writeHalf.
+func writeHalves(ctx context.Context, tx pgx.Tx, reqs []*request, released *rows) error {
+	half := len(reqs) / 2
+	if err := writeHalf(ctx, tx, reqs[:half], released); err != nil {
+		return err
+	}
+	return writeHalf(ctx, tx, reqs[half:], released)
+}
+
+// writeHalf writes reqs under a savepoint; when that fails for a request's
+// data, it rolls back and writes their halves, down to the request at fault,
+// which comes back with Err and its idempotency claim in released.
 func writeHalf(ctx context.Context, tx pgx.Tx, reqs []*request, released *rows) error {
 	if len(reqs) == 0 {
 		return nil
@@ -238,11 +245,7 @@ func writeHalf(ctx context.Context, tx pgx.Tx, reqs []*request, released *rows) 
 		}
 		return nil
 	}
-	half := len(reqs) / 2
-	if err := writeHalf(ctx, tx, reqs[:half], released); err != nil {
-		return err
-	}
-	return writeHalf(ctx, tx, reqs[half:], released)
+	return writeHalves(ctx, tx, reqs, released)
 }
 
 // load reads, in one round trip and a fixed number of statements, what the
@@ -458,6 +461,7 @@ func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 	}
 	var creators []*request
 	var locks []string
+	locked := map[*request][]string{} // the record types whose values each creator locked
 	for _, r := range active {
 		if r.plan == nil {
 			continue
@@ -474,7 +478,7 @@ func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 		if r.draft == nil {
 			continue
 		}
-		r.locked = created
+		locked[r] = created
 		creators = append(creators, r)
 		for _, pr := range r.draft.Probes {
 			if slices.Contains(created, pr.RecordType) {
@@ -493,7 +497,7 @@ func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 			continue
 		}
 		for _, typ := range createdTypes(r.plan) {
-			if !slices.Contains(r.locked, typ) {
+			if !slices.Contains(locked[r], typ) {
 				// A record it matched unlocked is gone (undone meanwhile):
 				// run the whole transaction again.
 				return errRace

@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/leadflow/leadflow/internal/conversion"
-	"github.com/leadflow/leadflow/internal/store"
-	"github.com/leadflow/leadflow/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -17,9 +15,7 @@ import (
 func TestDuplicateRuleKinds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.Database(t), 4)
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := openStore(t)
 	require.NoError(t, st.PutSettings(ctx, "org-r", []byte(`{"duplicate_rules": {
 		"account": [{"name": "name_prefix", "field": "name", "match": "first_n", "n": 6},
 		            {"name": "phone_suffix", "field": "phone", "match": "last_n", "n": 7}],
