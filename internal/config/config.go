@@ -28,6 +28,10 @@ type Config struct {
 	// worker takes what is waiting, up to this many, so that round trips
 	// and commits are shared. 1 gives every request a transaction of its own.
 	Batch int `envconfig:"BATCH" default:"32"`
+	// BatchLinger is how long a worker that found no request waiting, once
+	// one arrives, waits for more to apply with it: at moderate rates,
+	// transactions of a few requests cost far less than one each. 0: none.
+	BatchLinger time.Duration `envconfig:"BATCH_LINGER" default:"5ms"`
 	// Pprof serves Go's profiling endpoints under /debug/pprof/ on HTTPAddr.
 	Pprof bool `envconfig:"PPROF" default:"false"`
 	// LogLevel is zerolog's level: debug, info, warn or error.
@@ -109,6 +113,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Batch < 1 || c.Batch > 1000 {
 		bad("BATCH", "must be between 1 and 1000, not %d", c.Batch)
+	}
+	if c.BatchLinger < 0 || c.BatchLinger > time.Second {
+		bad("BATCH_LINGER", "must be between 0 and 1s, not %s", c.BatchLinger)
 	}
 	if c.DatabaseMaxConns < 0 {
 		bad("DATABASE_MAX_CONNS", "must not be negative")

@@ -228,8 +228,12 @@ func TestLeadLifecycle(t *testing.T) {
 	disq := func(key, lead string) map[string]any {
 		return request(org, key, lead, map[string]any{"company": "Umbrella"}, map[string]any{"reason": "no_longer_interested"})
 	}
-	// Disqualify an unseen lead: it is upserted and disqualified.
-	b.publish("lead.disqualify.requested", disq("d1", "life-1"))
+	// Disqualify an unseen lead: it is upserted and disqualified, its notes
+	// and attachments kept on it.
+	first := disq("d1", "life-1")
+	first["lead"].(map[string]any)["notes"] = []any{map[string]any{"id": "early", "body": "met at the fair"}}
+	first["lead"].(map[string]any)["attachments"] = []any{map[string]any{"id": "early-a", "file_name": "card.png"}}
+	b.publish("lead.disqualify.requested", first)
 	evs := b.outcome("d1")
 	require.Equal(t, []string{"lead.disqualified"}, types(evs))
 	validateEvent(t, evs[0])
@@ -252,6 +256,10 @@ func TestLeadLifecycle(t *testing.T) {
 	b.rejection("r2", "lead_not_disqualified")
 	evs = b.qualify(request(org, "q2", "life-1", acmeLead(), nil))
 	require.Equal(t, "lead.qualified", evs[len(evs)-1].Type)
+	// The notes and attachments of the earlier requests went with it.
+	opp := evs[len(evs)-2].Data["opportunity_id"]
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM notes WHERE org_id = $1 AND lead_id = 'life-1' AND upstream_id = 'early' AND opportunity_id = $2`, org, opp))
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM attachments WHERE org_id = $1 AND lead_id = 'life-1' AND upstream_id = 'early-a' AND opportunity_id = $2`, org, opp))
 	b.publish("lead.disqualify.requested", disq("d3", "life-1"))
 	b.rejection("d3", "lead_has_opportunity")
 }

@@ -116,7 +116,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	w := worker.New(worker.Config{
 		Stream: s.cfg.RequestsStream, Consumer: s.cfg.Consumer, Workers: s.cfg.Workers, Batch: s.cfg.Batch, MaxDeliver: s.cfg.MaxDeliver,
-		AckWait: s.cfg.AckWait, BackoffMin: s.cfg.BackoffMin, BackoffMax: s.cfg.BackoffMax,
+		AckWait: s.cfg.AckWait, BackoffMin: s.cfg.BackoffMin, BackoffMax: s.cfg.BackoffMax, Linger: s.cfg.BatchLinger,
 	}, s.js, s.store, s.topo, m, s.log)
 	r := relay.New(s.store.Pool(), s.js, s.topo, relay.Config{
 		Batch: s.cfg.RelayBatch, Poll: s.cfg.RelayPoll, MaxBackoff: s.cfg.RelayMaxBackoff,

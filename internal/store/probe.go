@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -20,9 +21,11 @@ var probeTypes = []string{conversion.RecordAccount, conversion.RecordContact}
 // lookups on one column are one statement for the whole batch, whatever its
 // size: a join of the values with the column's index, planned once. Prefix
 // and suffix lookups, which need their pattern as a constant to use an
-// index, and blank lookups are a statement each. Matches land in each request's hits;
+// index (and so are planned with it, unlike every other statement), and
+// blank lookups are a statement each. Matches land in each request's hits;
 // gatherProbes moves them to found once the batch has run.
 func queueProbes(b *pgx.Batch, reqs []*request) {
+	generic := len(reqs) > 0 && reqs[0].generic
 	type target struct {
 		r *request
 		i int
@@ -30,6 +33,7 @@ func queueProbes(b *pgx.Batch, reqs []*request) {
 	type column struct{ typ, col string }
 	exact := map[column][]target{}
 	var columns []column
+	var singles []func()
 	for _, r := range reqs {
 		if r.draft == nil {
 			continue
@@ -39,13 +43,15 @@ func queueProbes(b *pgx.Batch, reqs []*request) {
 			if !p.Lookup {
 				continue
 			}
-			if pred, args, ok := singlePredicate(p); ok {
+			if pred, args, ok := singlePredicate(r.p.Request.OrgID, p); ok {
 				r, i := r, i
-				b.Queue(fmt.Sprintf(`SELECT %s FROM %s WHERE org_id = $1 AND %s LIMIT %d`,
-					selectList(p.RecordType, p.Column), tables[p.RecordType], pred, maxMatches),
-					append([]any{r.p.Request.OrgID}, args...)...).Query(func(rows pgx.Rows) error {
-					return scanRecords(rows, p.RecordType, func(e conversion.Existing, norm string) {
-						r.hits[i] = append(r.hits[i], conversion.Match{Probe: p, Record: e, RecordValue: norm})
+				singles = append(singles, func() {
+					b.Queue(fmt.Sprintf(`SELECT %s FROM %s WHERE org_id = $1 AND %s LIMIT %d`,
+						selectList(p.RecordType, p.Column), tables[p.RecordType], pred, maxMatches),
+						append([]any{r.p.Request.OrgID}, args...)...).Query(func(rows pgx.Rows) error {
+						return scanRecords(rows, p.RecordType, func(e conversion.Existing, norm string) {
+							r.hits[i] = append(r.hits[i], conversion.Match{Probe: p, Record: e, RecordValue: norm})
+						})
 					})
 				})
 				continue
@@ -57,18 +63,22 @@ func queueProbes(b *pgx.Batch, reqs []*request) {
 			exact[c] = append(exact[c], target{r, i})
 		}
 	}
+	custom(b, generic, func() {
+		for _, queue := range singles {
+			queue()
+		}
+	})
 	for _, c := range columns {
 		targets := exact[c]
 		ns := make([]int32, len(targets))
-		orgs := make([]string, len(targets))
-		vals := make([]string, len(targets))
+		keys := make([]string, len(targets))
 		for n, t := range targets {
-			ns[n], orgs[n], vals[n] = int32(n), t.r.p.Request.OrgID, t.r.draft.Probes[t.i].LeadValue
+			ns[n], keys[n] = int32(n), probeKey(t.r.p.Request.OrgID, t.r.draft.Probes[t.i].LeadValue)
 		}
 		var n int32
-		b.Queue(fmt.Sprintf(`SELECT q.n, m.* FROM unnest($1::int4[], $2::text[], $3::text[]) AS q(n, org_id, value)
-			CROSS JOIN LATERAL (SELECT %s FROM %s WHERE %s_norm = q.value AND %s_norm <> '' AND org_id = q.org_id LIMIT %d) m`,
-			selectList(c.typ, c.col), tables[c.typ], c.col, c.col, maxMatches), ns, orgs, vals).Query(func(rows pgx.Rows) error {
+		b.Queue(fmt.Sprintf(`SELECT q.n, m.* FROM unnest($1::int4[], $2::text[]) AS q(n, key)
+			CROSS JOIN LATERAL (SELECT %s FROM %s WHERE %s = q.key COLLATE "C" AND %s_norm <> '' LIMIT %d) m`,
+			selectList(c.typ, c.col), tables[c.typ], keyExpr(c.col), c.col, maxMatches), ns, keys).Query(func(rows pgx.Rows) error {
 			return scanRecords(rows, c.typ, func(e conversion.Existing, norm string) {
 				t := targets[n]
 				p := t.r.draft.Probes[t.i]
@@ -102,7 +112,7 @@ func gatherProbes(reqs []*request) {
 // partial index has it), or a probe of a rule that matches blanks (which
 // the lookup indexes leave out, so it walks the org's records until it has
 // its matches). ok is false for an exact probe of a value.
-func singlePredicate(p conversion.Probe) (pred string, args []any, ok bool) {
+func singlePredicate(org string, p conversion.Probe) (pred string, args []any, ok bool) {
 	col := p.Column + "_norm"
 	if p.LeadValue == "" {
 		return col + " = ''", nil, true
@@ -112,11 +122,24 @@ func singlePredicate(p conversion.Probe) (pred string, args []any, ok bool) {
 	}
 	switch p.Rule.Match {
 	case conversion.MatchFirstN:
-		return col + " LIKE $2 AND " + col + " <> ''", []any{escapeLike(p.Key) + "%"}, true
+		// The key index (org and value) holds the value's prefixes in order.
+		return keyExpr(p.Column) + ` LIKE $2 COLLATE "C" AND ` + col + " <> ''", []any{escapeLike(probeKey(org, p.Key)) + "%"}, true
 	case conversion.MatchLastN:
 		return "reverse(" + col + ") LIKE $2 AND " + col + " <> ''", []any{escapeLike(reverse(p.Key)) + "%"}, true
 	}
 	return "", nil, false
+}
+
+// probeKey is the key of a normalized value in an org's probe index: the
+// org's length in characters, the org, the value (keyExpr in SQL).
+func probeKey(org, value string) string {
+	return strconv.Itoa(utf8.RuneCountInString(org)) + ":" + org + value
+}
+
+// keyExpr is the expression of the probe index of a normalized column
+// (migration 004).
+func keyExpr(column string) string {
+	return "(length(org_id)::text || ':' || org_id || " + column + "_norm)"
 }
 
 func escapeLike(s string) string {

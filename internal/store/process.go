@@ -93,6 +93,9 @@ type request struct {
 
 	// preview is set for a request decided without writing or locking.
 	preview bool
+	// generic is set for a request of a transaction that runs on generic
+	// plans (genericPlans).
+	generic bool
 }
 
 func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Outcome, error) {
@@ -106,7 +109,7 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 	reqs := make([]*request, len(ps))
 	keys, leads := map[string]bool{}, map[string]bool{}
 	for i, p := range ps {
-		r := &request{p: p, now: now}
+		r := &request{p: p, now: now, generic: true}
 		reqs[i] = r
 		// Two requests of one batch for the same key or lead would both read
 		// the state before either wrote it: the later waits for a batch of its own.
@@ -136,6 +139,7 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 	}
 
 	w := newWrites()
+	w.generic = true
 	var writers []*request
 	for _, r := range reqs {
 		if r.out.Deferred {
@@ -256,6 +260,10 @@ func writeHalf(ctx context.Context, tx pgx.Tx, reqs []*request, released *rows) 
 // that two batches cannot deadlock.
 func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 	b := &pgx.Batch{}
+	generic := len(reqs) > 0 && reqs[0].generic
+	if generic {
+		b.Queue(genericPlans)
+	}
 	byKey := map[string]*request{}
 	var orgs, keys, subjects []string
 	var hashes [][]byte
@@ -349,7 +357,7 @@ func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 			return rows.Err()
 		})
 	}
-	queueUndoLoads(b, reqs) // undo.go: after the lead locks
+	custom(b, generic, func() { queueUndoLoads(b, reqs) }) // undo.go: after the lead locks
 	if b.Len() == 0 {
 		return nil
 	}

@@ -70,3 +70,39 @@ func TestDuplicateRuleKinds(t *testing.T) {
 		require.Equal(t, code, outs[i].Code, "request %d", i+1)
 	}
 }
+
+// TestProbeKeysKeepOrgsApart: a probe's key holds its org and the value;
+// org "ab" with company "c" and org "a" with company "bc" share the letters
+// but not the key, for exact and prefix rules alike.
+func TestProbeKeysKeepOrgsApart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	for _, org := range []string{"a", "ab"} {
+		require.NoError(t, st.PutSettings(ctx, org, []byte(`{"duplicate_rules": {"account": [
+			{"name": "name", "field": "name", "match": "exact"},
+			{"name": "name_prefix", "field": "name", "match": "first_n", "n": 1}], "contact": []}}`)))
+	}
+	req := func(org, key, company string) *conversion.Parsed {
+		body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": org,
+			"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}},
+			"lead":  map[string]any{"id": key, "company": company, "last_name": "L"}})
+		require.NoError(t, err)
+		p := conversion.Parse(conversion.SubjectQualify, body)
+		require.Nil(t, p.Invalid)
+		return p
+	}
+	o, err := st.Process(ctx, req("ab", "k1", "c"))
+	require.NoError(t, err)
+	require.Equal(t, "lead.qualified", o.Event)
+	matches := func(p *conversion.Parsed) int {
+		pv, err := st.Preview(ctx, p)
+		require.NoError(t, err)
+		return len(pv.Matches)
+	}
+	require.Equal(t, 0, matches(req("a", "k2", "bc")))
+	require.Equal(t, 2, matches(req("ab", "k3", "c")), "the same company in its own org matches both rules")
+	o, err = st.Process(ctx, req("a", "k4", "bc"))
+	require.NoError(t, err)
+	require.Equal(t, "lead.qualified", o.Event)
+}

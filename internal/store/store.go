@@ -26,6 +26,10 @@ type Store struct {
 // Open connects to the database at url with at most maxConns connections
 // (0: pgxpool's default).
 func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
+	return open(ctx, url, maxConns, nil)
+}
+
+func open(ctx context.Context, url string, maxConns int32, tracer pgx.QueryTracer) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -33,18 +37,55 @@ func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
-	// Statements run as unnamed prepared statements, so that PostgreSQL plans
-	// each execution with its values (a batch's statements are few, however
-	// many requests it holds). A generic plan cached per connection, made
-	// while an org's tables are young, could keep walking the org for each
-	// duplicate probe. Foreign-key checks keep their cached plans: they can
-	// only be primary-key lookups (migration 003).
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	// Statements are prepared once per connection. Outside the processing
+	// of requests each execution is planned with its values, as unnamed
+	// statements would be; processing transactions switch to generic plans
+	// (genericPlans).
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	cfg.ConnConfig.Tracer = tracer
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	return &Store{pool: pool}, nil
+}
+
+// genericPlans, the first statement of a transaction that processes
+// requests, has its statements run on generic plans, made once per
+// connection and statement: planning each execution with its values cost
+// PostgreSQL more than executing it, and most for the transactions of a
+// few requests that moderate rates bring. A generic plan is made once,
+// often while an org's tables are still empty, and then kept however they
+// grow; without sequential scans, hash joins and merge joins it can only
+// reach rows through an index, and every statement that runs on one has a
+// single index that its conditions fit (the primary key, an arbiter, a
+// probe's key: migration 004), so that a plan made on an empty table stays
+// right on a large one. The statements that need their values to find
+// their index (prefix and suffix probes, moving a lead's notes, undoing a
+// qualification) run between customPlans and genericPlans.
+const (
+	genericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+		set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+		set_config('enable_mergejoin', 'off', true)`
+	customPlans = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`
+)
+
+// custom queues what queue queues between customPlans and genericPlans when
+// the transaction runs on generic plans, as it is otherwise.
+func custom(b *pgx.Batch, generic bool, queue func()) {
+	if !generic {
+		queue()
+		return
+	}
+	n := b.Len()
+	b.Queue(customPlans)
+	queue()
+	if b.Len() == n+1 {
+		b.QueuedQueries = b.QueuedQueries[:n]
+		return
+	}
+	b.Queue(genericPlans)
 }
 
 // Pool is the store's connection pool.

@@ -16,6 +16,7 @@ type writes struct {
 	accounts, contacts, opportunities                                                  *rows
 	updates                                                                            []*update
 	undos                                                                              []undoWrite // undo.go
+	generic                                                                            bool        // the transaction runs on generic plans
 }
 
 // update is a linked record whose fields a conversion changed.
@@ -101,7 +102,7 @@ var upsertLeads = func() string {
 // queue queues every statement of the batch's writes, in an order that
 // satisfies the foreign keys: leads, records, notes, then the outbox.
 func (w *writes) queue(b *pgx.Batch) {
-	queueUndos(b, w.undos) // undo.go
+	custom(b, w.generic, func() { queueUndos(b, w.undos) }) // undo.go
 	w.leads.queueInsert(b, "leads", upsertLeads)
 	w.accounts.queueInsert(b, "accounts", "")
 	w.contacts.queueInsert(b, "contacts", "")
@@ -114,12 +115,16 @@ func (w *writes) queue(b *pgx.Batch) {
 	w.attachments.queueInsert(b, "attachments", `ON CONFLICT (org_id, lead_id, upstream_id) DO UPDATE
 		SET file_name = excluded.file_name, mime_type = excluded.mime_type, url = excluded.url, size_bytes = excluded.size_bytes`)
 	if w.targets.len() > 0 {
-		for _, table := range []string{"notes", "attachments"} {
-			b.Queue(fmt.Sprintf(`UPDATE %s x SET account_id = t.account_id, contact_id = t.contact_id, opportunity_id = t.opportunity_id
-				FROM (%s) AS t(org_id, lead_id, account_id, contact_id, opportunity_id)
-				WHERE x.org_id = t.org_id AND x.lead_id = t.lead_id
-				AND (x.account_id, x.contact_id, x.opportunity_id) IS DISTINCT FROM (t.account_id, t.contact_id, t.opportunity_id)`, table, w.targets.selectSQL()), w.targets.args()...)
-		}
+		// By lead: the upstream-id index, which a generic plan could not
+		// tell from the primary key.
+		custom(b, w.generic, func() {
+			for _, table := range []string{"notes", "attachments"} {
+				b.Queue(fmt.Sprintf(`UPDATE %s x SET account_id = t.account_id, contact_id = t.contact_id, opportunity_id = t.opportunity_id
+					FROM (%s) AS t(org_id, lead_id, account_id, contact_id, opportunity_id)
+					WHERE x.org_id = t.org_id AND x.lead_id = t.lead_id
+					AND (x.account_id, x.contact_id, x.opportunity_id) IS DISTINCT FROM (t.account_id, t.contact_id, t.opportunity_id)`, table, w.targets.selectSQL()), w.targets.args()...)
+			}
+		})
 	}
 	w.summaries.queueInsert(b, "notes", "")
 	w.outbox.queueInsert(b, "outbox", "")
@@ -168,7 +173,11 @@ func (t *request) addPlan(w *writes, plan *conversion.Plan) error {
 	}
 	addNotes(w, r, ids[conversion.RecordAccount], ids[conversion.RecordContact], ids[conversion.RecordOpportunity])
 	if target := plan.NoteTarget; target != nil {
-		w.targets.add(r.OrgID, r.Lead.ID, ids[conversion.RecordAccount], ids[conversion.RecordContact], ids[conversion.RecordOpportunity])
+		if t.st == nil || t.st.leadFound {
+			// Notes that earlier requests left on the lead move too. A lead
+			// new in this batch has none: a batch holds one request per lead.
+			w.targets.add(r.OrgID, r.Lead.ID, ids[conversion.RecordAccount], ids[conversion.RecordContact], ids[conversion.RecordOpportunity])
+		}
 		if plan.Summary != "" {
 			w.summaries.add(r.OrgID, newID(), r.Lead.ID, "summary", target.ID, "Lead summary", plan.Summary, t.now)
 		}

@@ -45,6 +45,9 @@ type Config struct {
 	AckWait time.Duration
 	// BackoffMin and BackoffMax bound the redelivery delay after a failure.
 	BackoffMin, BackoffMax time.Duration
+	// Linger is how long a worker that found nothing waiting, once a
+	// request arrives, waits for more to share its transaction (0: none).
+	Linger time.Duration
 }
 
 // Worker consumes requests.
@@ -60,6 +63,11 @@ type Worker struct {
 	// and before it is acknowledged; returning false leaves it unacknowledged,
 	// as a crash there would.
 	afterCommit func(jetstream.Msg) bool
+
+	// fetching is held by the one worker that is fetching, so that idle
+	// workers do not each take one request of a trickle: the others wait
+	// their turn, and the requests that arrive meanwhile make one batch.
+	fetching chan struct{}
 }
 
 // New returns a worker; Run starts it.
@@ -68,7 +76,8 @@ func New(cfg Config, js jetstream.JetStream, st *store.Store, topo stream.Topolo
 	if cfg.Batch < 1 {
 		cfg.Batch = 1
 	}
-	return &Worker{cfg: cfg, js: js, store: st, topo: topo, m: m, log: log.With().Str("component", "worker").Logger()}
+	return &Worker{cfg: cfg, js: js, store: st, topo: topo, m: m, log: log.With().Str("component", "worker").Logger(),
+		fetching: make(chan struct{}, 1)}
 }
 
 // Run handles requests until ctx is done. Then it stops fetching, finishes the
@@ -89,7 +98,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				batch, err := w.fetch(cons)
+				batch, err := w.fetch(ctx, cons)
 				if err != nil {
 					if ctx.Err() == nil {
 						w.log.Warn().Err(err).Msg("fetching requests failed; retrying")
@@ -111,14 +120,35 @@ func (w *Worker) Run(ctx context.Context) error {
 // long shutdown waits for an idle worker.
 const fetchWait = time.Second
 
-// fetch takes the requests already waiting, up to Batch; when there are
-// none, it waits up to fetchWait for one.
-func (w *Worker) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
+// fetch takes the requests already waiting, up to Batch. When there are
+// none, it waits up to fetchWait for one, then up to Linger for more. One
+// worker fetches at a time: under load each takes a full batch at once; at
+// a moderate rate the requests that arrive while the others are busy make
+// one transaction rather than one each.
+func (w *Worker) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	select {
+	case w.fetching <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil
+	}
+	defer func() { <-w.fetching }()
 	batch, err := drain(cons.FetchNoWait(w.cfg.Batch))
 	if len(batch) > 0 || err != nil {
 		return batch, err
 	}
-	return drain(cons.Fetch(1, jetstream.FetchMaxWait(fetchWait)))
+	batch, err = drain(cons.Fetch(1, jetstream.FetchMaxWait(fetchWait)))
+	if len(batch) == 0 || err != nil || w.cfg.Batch == 1 || w.cfg.Linger <= 0 {
+		return batch, err
+	}
+	// A pull request that expires within milliseconds is not always
+	// answered on time; one that does not wait always is.
+	time.Sleep(w.cfg.Linger)
+	more, err := drain(cons.FetchNoWait(w.cfg.Batch - 1))
+	if err != nil {
+		// What was fetched is handled; the error shows on the next fetch.
+		w.log.Debug().Err(err).Msg("fetching more requests failed")
+	}
+	return append(batch, more...), nil
 }
 
 func drain(mb jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
