@@ -110,6 +110,12 @@ func Start(nc *nats.Conn, st *store.Store, cfg Config, log zerolog.Logger) (*Ser
 			return nil, fmt.Errorf("add endpoint %s: %w", e.subject, err)
 		}
 	}
+	// Once Start returns, the server has the subscriptions: a request sent
+	// on another connection finds a responder.
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("add NATS service %s: %w", Name, err)
+	}
 	return s, nil
 }
 

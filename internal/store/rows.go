@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -12,12 +11,14 @@ import (
 )
 
 // rows collects the rows of one multi-row statement column by column, as
-// text arrays that the statement unnests and casts: a batch writes each table
-// in one statement, however many requests it holds.
+// arrays that the statement unnests: text arrays cast to their columns'
+// types, and bytea arrays sent as they are. A batch writes each table in
+// one statement, however many requests it holds.
 type rows struct {
-	cols  []string // column names
-	types []string // SQL type each text value is cast to
-	vals  [][]*string
+	cols  []string    // column names
+	types []string    // SQL type each column is cast to
+	vals  [][]*string // per text column
+	bins  [][][]byte  // per bytea column
 }
 
 func newRows(spec ...string) *rows {
@@ -28,6 +29,7 @@ func newRows(spec ...string) *rows {
 		r.types = append(r.types, typ)
 	}
 	r.vals = make([][]*string, len(r.cols))
+	r.bins = make([][][]byte, len(r.cols))
 	return r
 }
 
@@ -37,15 +39,21 @@ func (r *rows) add(vals ...any) {
 		panic(fmt.Sprintf("rows: %d values for %d columns", len(vals), len(r.cols)))
 	}
 	for i, v := range vals {
-		if b, ok := v.([]byte); ok && r.types[i] == "bytea" {
-			// Hex, which the text-to-bytea cast reads byte for byte.
-			v = `\x` + hex.EncodeToString(b)
+		if r.types[i] == "bytea" {
+			b, _ := v.([]byte)
+			r.bins[i] = append(r.bins[i], b)
+			continue
 		}
 		r.vals[i] = append(r.vals[i], text(v))
 	}
 }
 
-func (r *rows) len() int { return len(r.vals[0]) }
+func (r *rows) len() int {
+	if r.types[0] == "bytea" {
+		return len(r.bins[0])
+	}
+	return len(r.vals[0])
+}
 
 // selectSQL is `SELECT <casts> FROM unnest($1::text[], ...) WITH ORDINALITY`,
 // in the order the rows were added.
@@ -53,11 +61,15 @@ func (r *rows) selectSQL() string {
 	params := make([]string, len(r.cols))
 	names := make([]string, len(r.cols))
 	casts := make([]string, len(r.cols))
-	for i, c := range r.cols {
-		params[i] = fmt.Sprintf("$%d::text[]", i+1)
+	for i := range r.cols {
 		names[i] = "c" + strconv.Itoa(i)
+		if r.types[i] == "bytea" {
+			params[i] = fmt.Sprintf("$%d::bytea[]", i+1)
+			casts[i] = fmt.Sprintf("u.c%d", i)
+			continue
+		}
+		params[i] = fmt.Sprintf("$%d::text[]", i+1)
 		casts[i] = fmt.Sprintf("u.c%d::%s", i, r.types[i])
-		_ = c
 	}
 	return fmt.Sprintf("SELECT %s FROM unnest(%s) WITH ORDINALITY AS u(%s, n) ORDER BY u.n",
 		strings.Join(casts, ", "), strings.Join(params, ", "), strings.Join(names, ", "))
@@ -72,9 +84,13 @@ func (r *rows) queueInsert(b *pgx.Batch, table, suffix string) {
 }
 
 func (r *rows) args() []any {
-	out := make([]any, len(r.vals))
-	for i, v := range r.vals {
-		out[i] = v
+	out := make([]any, len(r.cols))
+	for i := range r.cols {
+		if r.types[i] == "bytea" {
+			out[i] = r.bins[i]
+		} else {
+			out[i] = r.vals[i]
+		}
 	}
 	return out
 }
