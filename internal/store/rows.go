@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // rows collects the rows of one multi-row statement column by column, as
@@ -89,7 +90,8 @@ func (r *rows) args() []any {
 		if r.types[i] == "bytea" {
 			out[i] = r.bins[i]
 		} else {
-			out[i] = r.vals[i]
+			// As a FlatArray, pgx encodes it without reflection.
+			out[i] = pgtype.FlatArray[*string](r.vals[i])
 		}
 	}
 	return out
