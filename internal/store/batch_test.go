@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/leadflow/leadflow/internal/conversion"
@@ -12,7 +13,7 @@ import (
 )
 
 // openStore opens a store on a fresh database of its own.
-func openStore(t *testing.T) *store.Store {
+func openStore(t testing.TB) *store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), testenv.Database(t), 4)
 	require.NoError(t, err)
@@ -20,7 +21,7 @@ func openStore(t *testing.T) *store.Store {
 	return st
 }
 
-func parsed(t *testing.T, key, lead, company string) *conversion.Parsed {
+func parsed(t testing.TB, key, lead, company string) *conversion.Parsed {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": "org-b",
 		"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}}, "on_duplicate": "use_existing",
@@ -148,4 +149,38 @@ func TestPreview(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "idempotency_key_reused", pv.Rejection.Code)
 	require.Equal(t, before, count())
+}
+
+// BenchmarkProcessBatch: a batch of 32 conversions in one transaction, and
+// the same with one request whose lead a trigger refuses, singled out under
+// savepoints while the others commit.
+func BenchmarkProcessBatch(b *testing.B) {
+	for _, poisoned := range []bool{false, true} {
+		b.Run(map[bool]string{false: "clean", true: "one poisoned"}[poisoned], func(b *testing.B) {
+			ctx := context.Background()
+			st := openStore(b)
+			_, err := st.Pool().Exec(ctx, `
+				CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN IF NEW.id LIKE 'poison-%' THEN RAISE EXCEPTION 'poisoned lead'; END IF; RETURN NEW; END $$;
+				CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison();`)
+			require.NoError(b, err)
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				ps := make([]*conversion.Parsed, 32)
+				for i := range ps {
+					n++
+					lead := fmt.Sprintf("lead-%d", n)
+					if poisoned && i == 13 {
+						lead = fmt.Sprintf("poison-%d", n)
+					}
+					ps[i] = parsed(b, fmt.Sprintf("k%d", n), lead, fmt.Sprintf("Company %d", n))
+				}
+				b.StartTimer()
+				outs, err := st.ProcessBatch(ctx, ps)
+				require.NoError(b, err)
+				require.Equal(b, poisoned, outs[13].Err != nil)
+			}
+		})
+	}
 }

@@ -221,6 +221,7 @@ func writeHalf(ctx context.Context, tx pgx.Tx, reqs []*request, released *rows) 
 		return nil
 	}
 	w := newWrites()
+	w.generic = reqs[0].generic
 	for _, r := range reqs {
 		if err := r.addWrite(w); err != nil {
 			return err
