@@ -19,7 +19,8 @@ var probeTypes = []string{conversion.RecordAccount, conversion.RecordContact}
 
 // queueProbes queues the duplicate lookups of every request's draft. Exact
 // lookups on one column are one statement for the whole batch, whatever its
-// size: a join of the values with the column's index, planned once. Prefix
+// size: a join of the batch's keys (probeKey) with the column's key index,
+// on a generic plan. Prefix
 // and suffix lookups, which need their pattern as a constant to use an
 // index (and so are planned with it, unlike every other statement), and
 // blank lookups are a statement each. Matches land in each request's hits;

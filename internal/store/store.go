@@ -71,8 +71,9 @@ const (
 	customPlans = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`
 )
 
-// custom queues what queue queues between customPlans and genericPlans when
-// the transaction runs on generic plans, as it is otherwise.
+// custom runs queue so that what it queues is planned with its values:
+// between customPlans and genericPlans when the transaction runs on generic
+// plans, and as it is otherwise.
 func custom(b *pgx.Batch, generic bool, queue func()) {
 	if !generic {
 		queue()
