@@ -49,7 +49,7 @@ func TestLingerSharesATransaction(t *testing.T) {
 				js, st, topo, nil, zerolog.Nop())
 			wctx, stop := context.WithCancel(ctx)
 			defer stop()
-			go w.Run(wctx) //nolint:errcheck
+			go w.Run(wctx)                     //nolint:errcheck
 			time.Sleep(200 * time.Millisecond) // the workers are idle, one of them waiting
 
 			const n = 5
