@@ -49,8 +49,9 @@ func TestLingerSharesATransaction(t *testing.T) {
 				js, st, topo, nil, zerolog.Nop())
 			wctx, stop := context.WithCancel(ctx)
 			defer stop()
-			go w.Run(wctx)                     //nolint:errcheck
-			time.Sleep(200 * time.Millisecond) // the workers are idle, one of them waiting
+			go w.Run(wctx) //nolint:errcheck
+			// The workers are idle, one of them waiting for a request.
+			time.Sleep(200 * time.Millisecond)
 
 			const n = 5
 			for i := range n {
