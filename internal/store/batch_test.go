@@ -118,6 +118,65 @@ func TestProcessBatchIsolatesAFault(t *testing.T) {
 	require.False(t, o.Replayed)
 }
 
+// TestProcessBatchSinglesOutFaults: halving singles out two requests of a
+// batch that fail alone, and tells apart two that fail only together (a
+// unique index that only their pair breaks): the first commits, the second
+// fails; every other request of the batch commits.
+func TestProcessBatchSinglesOutFaults(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	_, err := st.Pool().Exec(ctx, `
+		CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.id LIKE 'poison%' THEN RAISE EXCEPTION 'poisoned lead'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison();
+		CREATE UNIQUE INDEX one_twin ON contacts (last_name) WHERE last_name = 'Twin';`)
+	require.NoError(t, err)
+	twin := func(key, lead, company string) *conversion.Parsed {
+		body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": "org-b",
+			"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}}, "on_duplicate": "use_existing",
+			"lead": map[string]any{"id": lead, "company": company, "last_name": "Twin"}})
+		require.NoError(t, err)
+		p := conversion.Parse(conversion.SubjectQualify, body)
+		require.Nil(t, p.Invalid)
+		return p
+	}
+	ps := []*conversion.Parsed{
+		parsed(t, "a", "fine-a", "Fine A"), parsed(t, "b", "poison-b", "Bad B"), parsed(t, "c", "fine-c", "Fine C"),
+		parsed(t, "d", "poison-d", "Bad D"), parsed(t, "e", "fine-e", "Fine E"),
+	}
+	outs, err := st.ProcessBatch(ctx, ps)
+	require.NoError(t, err)
+	for i, bad := range []bool{false, true, false, true, false} {
+		if bad {
+			require.ErrorContains(t, outs[i].Err, "poisoned lead", "request %d", i)
+			continue
+		}
+		require.NoError(t, outs[i].Err, "request %d", i)
+		require.Equal(t, "lead.qualified", outs[i].Event, "request %d", i)
+	}
+	count := func(sql string) int {
+		var n int
+		require.NoError(t, st.Pool().QueryRow(ctx, sql).Scan(&n))
+		return n
+	}
+	require.Equal(t, 3, count(`SELECT count(*) FROM leads`))
+	require.Equal(t, 3, count(`SELECT count(*) FROM outbox WHERE subject = 'lead.qualified'`))
+	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key IN ('b', 'd')`), "the bad requests' claims are released")
+
+	outs, err = st.ProcessBatch(ctx, []*conversion.Parsed{
+		parsed(t, "f", "fine-f", "Fine F"), twin("g", "twin-g", "Twin G"), parsed(t, "h", "fine-h", "Fine H"), twin("i", "twin-i", "Twin I"),
+	})
+	require.NoError(t, err)
+	require.NoError(t, outs[0].Err)
+	require.NoError(t, outs[1].Err)
+	require.NoError(t, outs[2].Err)
+	require.ErrorContains(t, outs[3].Err, "one_twin")
+	require.Equal(t, 1, count(`SELECT count(*) FROM contacts WHERE last_name = 'Twin'`))
+	require.Equal(t, 6, count(`SELECT count(*) FROM leads`))
+	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key = 'i'`))
+}
+
 // TestPreview: a preview decides like Process and writes nothing.
 func TestPreview(t *testing.T) {
 	t.Parallel()
