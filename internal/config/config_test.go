@@ -12,6 +12,7 @@ func TestLoadDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 8, c.Workers)
 	require.Equal(t, 32, c.Batch)
+	require.Equal(t, 5*time.Millisecond, c.BatchLinger)
 	require.Equal(t, "LEAD_REQUESTS", c.RequestsStream)
 	require.Equal(t, 30*time.Second, c.AckWait)
 	require.Equal(t, int32(12), c.MaxConns())
@@ -23,6 +24,7 @@ func TestValidateNamesTheVariable(t *testing.T) {
 	cases := map[string]string{
 		"LEADFLOW_WORKERS":            "0",
 		"LEADFLOW_BATCH":              "5000",
+		"LEADFLOW_BATCH_LINGER":       "2s",
 		"LEADFLOW_REQUESTS_RETENTION": "forever",
 		"LEADFLOW_EVENTS_STREAM":      "has.dot",
 		"LEADFLOW_SUBJECT_PREFIX":     "crm",
