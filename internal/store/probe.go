@@ -78,8 +78,10 @@ func queueProbes(b *pgx.Batch, reqs []*request) {
 		}
 		var n int32
 		b.Queue(fmt.Sprintf(`SELECT q.n, m.* FROM unnest($1::int4[], $2::text[]) AS q(n, key)
-			CROSS JOIN LATERAL (SELECT %s FROM %s WHERE %s = q.key COLLATE "C" AND %s_norm <> '' LIMIT %d) m`,
-			selectList(c.typ, c.col), tables[c.typ], keyExpr(c.col), c.col, maxMatches), ns, keys).Query(func(rows pgx.Rows) error {
+			CROSS JOIN LATERAL (SELECT %s FROM %s WHERE left(%s, %d) = left(q.key, %d) COLLATE "C" AND %s = q.key COLLATE "C"
+				AND %s_norm <> '' LIMIT %d) m`,
+			selectList(c.typ, c.col), tables[c.typ], keyExpr(c.col), keyChars, keyChars, keyExpr(c.col), c.col, maxMatches),
+			ns, keys).Query(func(rows pgx.Rows) error {
 			return scanRecords(rows, c.typ, func(e conversion.Existing, norm string) {
 				t := targets[n]
 				p := t.r.draft.Probes[t.i]
@@ -124,11 +126,29 @@ func singlePredicate(org string, p conversion.Probe) (pred string, args []any, o
 	switch p.Rule.Match {
 	case conversion.MatchFirstN:
 		// The key index (org and value) holds the value's prefixes in order.
-		return keyExpr(p.Column) + ` LIKE $2 COLLATE "C" AND ` + col + " <> ''", []any{escapeLike(probeKey(org, p.Key)) + "%"}, true
+		pred, args := startsWith(keyExpr(p.Column), probeKey(org, p.Key))
+		return pred + " AND " + col + " <> ''", args, true
 	case conversion.MatchLastN:
-		return "reverse(" + col + ") LIKE $2 AND " + col + " <> ''", []any{escapeLike(reverse(p.Key)) + "%"}, true
+		pred, args := startsWith("reverse("+col+")", reverse(p.Key))
+		return pred + " AND " + col + " <> ''", args, true
 	}
 	return "", nil, false
+}
+
+// keyChars is how many characters of a key (or a reversed value) the probe
+// indexes hold: 512 characters of up to four bytes fit a btree entry.
+const keyChars = 512
+
+// startsWith is the condition that expr starts with prefix ($2 on), through
+// the index on left(expr, keyChars): a LIKE on the indexed part, or, for a
+// prefix as long as that part, its equality; and the LIKE on the whole.
+func startsWith(expr, prefix string) (string, []any) {
+	like := escapeLike(prefix) + "%"
+	if r := []rune(prefix); len(r) >= keyChars {
+		return fmt.Sprintf(`left(%s, %d) = $3 COLLATE "C" AND %s LIKE $2 COLLATE "C"`, expr, keyChars, expr),
+			[]any{like, string(r[:keyChars])}
+	}
+	return fmt.Sprintf(`left(%s, %d) LIKE $2 COLLATE "C" AND %s LIKE $2 COLLATE "C"`, expr, keyChars, expr), []any{like}
 }
 
 // probeKey is the key of a normalized value in an org's probe index: the
@@ -137,8 +157,8 @@ func probeKey(org, value string) string {
 	return strconv.Itoa(utf8.RuneCountInString(org)) + ":" + org + value
 }
 
-// keyExpr is the expression of the probe index of a normalized column
-// (migration 004).
+// keyExpr is the key of a normalized column in SQL; its probe index holds
+// its first keyChars characters (migrations 004 and 005).
 func keyExpr(column string) string {
 	return "(length(org_id)::text || ':' || org_id || " + column + "_norm)"
 }

@@ -106,3 +106,51 @@ func TestProbeKeysKeepOrgsApart(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "lead.qualified", o.Event)
 }
+
+// TestLongValuesConvertAndMatch: a company name of 1,024 four-byte
+// characters (as long as the contract allows) is more than a btree entry
+// holds; the lead converts, and exact, prefix and suffix rules still find
+// it, and only where the whole value agrees. Prefixes and suffixes longer
+// than the indexed part (settings written to the table directly may ask
+// for them) match too.
+func TestLongValuesConvertAndMatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	require.NoError(t, st.PutSettings(ctx, "org-long", []byte(`{"duplicate_rules": {"account": [
+		{"name": "name", "field": "name", "match": "exact"},
+		{"name": "name_prefix", "field": "name", "match": "first_n", "n": 600},
+		{"name": "name_suffix", "field": "name", "match": "last_n", "n": 600}], "contact": []}}`)))
+	long := func(first, last rune) string {
+		r := make([]rune, 1024)
+		for i := range r {
+			r[i] = rune(0x1F600 + i*7919%1000) // hardly compressible
+		}
+		r[0], r[len(r)-1] = first, last
+		return string(r)
+	}
+	req := func(key, company string) *conversion.Parsed {
+		body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": "org-long",
+			"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}},
+			"lead":  map[string]any{"id": key, "company": company, "last_name": "L"}})
+		require.NoError(t, err)
+		p := conversion.Parse(conversion.SubjectQualify, body)
+		require.Nil(t, p.Invalid)
+		return p
+	}
+	o, err := st.Process(ctx, req("k1", long('🐙', '🐳')))
+	require.NoError(t, err)
+	require.Equal(t, "lead.qualified", o.Event)
+	rules := func(company string) []string {
+		pv, err := st.Preview(ctx, req("k2", company))
+		require.NoError(t, err)
+		var names []string
+		for _, m := range pv.Matches {
+			names = append(names, m.Probe.Rule.Name)
+		}
+		return names
+	}
+	require.ElementsMatch(t, []string{"name", "name_prefix", "name_suffix"}, rules(long('🐙', '🐳')))
+	require.ElementsMatch(t, []string{"name_prefix"}, rules(long('🐙', '🦀')), "another last character")
+	require.ElementsMatch(t, []string{"name_suffix"}, rules(long('🦀', '🐳')), "another first character")
+}
