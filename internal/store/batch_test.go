@@ -21,6 +21,17 @@ func openStore(t testing.TB) *store.Store {
 	return st
 }
 
+// poisonLeads has a trigger refuse every lead whose id starts with
+// "poison", as a request's data fault.
+func poisonLeads(t testing.TB, st *store.Store) {
+	t.Helper()
+	_, err := st.Pool().Exec(context.Background(), `
+		CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.id LIKE 'poison%' THEN RAISE EXCEPTION 'poisoned lead'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison();`)
+	require.NoError(t, err)
+}
+
 func parsed(t testing.TB, key, lead, company string) *conversion.Parsed {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": "org-b",
@@ -87,11 +98,7 @@ func TestProcessBatchIsolatesAFault(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := openStore(t)
-	_, err := st.Pool().Exec(ctx, `
-		CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned lead'; END IF; RETURN NEW; END $$;
-		CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison();`)
-	require.NoError(t, err)
+	poisonLeads(t, st)
 	bad := parsed(t, "b", "poison", "Bad")
 	outs, err := st.ProcessBatch(ctx, []*conversion.Parsed{parsed(t, "a", "fine", "Fine"), bad, parsed(t, "c", "fine-too", "Fine Too")})
 	require.NoError(t, err)
@@ -126,11 +133,8 @@ func TestProcessBatchSinglesOutFaults(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := openStore(t)
-	_, err := st.Pool().Exec(ctx, `
-		CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN IF NEW.id LIKE 'poison%' THEN RAISE EXCEPTION 'poisoned lead'; END IF; RETURN NEW; END $$;
-		CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison();
-		CREATE UNIQUE INDEX one_twin ON contacts (last_name) WHERE last_name = 'Twin';`)
+	poisonLeads(t, st)
+	_, err := st.Pool().Exec(ctx, `CREATE UNIQUE INDEX one_twin ON contacts (last_name) WHERE last_name = 'Twin'`)
 	require.NoError(t, err)
 	twin := func(key, lead, company string) *conversion.Parsed {
 		body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": "org-b",
@@ -218,11 +222,7 @@ func BenchmarkProcessBatch(b *testing.B) {
 		b.Run(map[bool]string{false: "clean", true: "one poisoned"}[poisoned], func(b *testing.B) {
 			ctx := context.Background()
 			st := openStore(b)
-			_, err := st.Pool().Exec(ctx, `
-				CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
-				BEGIN IF NEW.id LIKE 'poison-%' THEN RAISE EXCEPTION 'poisoned lead'; END IF; RETURN NEW; END $$;
-				CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison();`)
-			require.NoError(b, err)
+			poisonLeads(b, st)
 			n := 0
 			for b.Loop() {
 				b.StopTimer()

@@ -75,7 +75,7 @@ func (s *Store) Lead(ctx context.Context, orgID, leadID string) (*Lead, error) {
 // FindDuplicates runs duplicate lookups (conversion.DuplicateProbes) in an
 // org with the statements a qualification runs, but without its locks.
 func (s *Store) FindDuplicates(ctx context.Context, orgID string, probes []conversion.Probe) ([]conversion.Match, error) {
-	r := &request{p: &conversion.Parsed{Request: &conversion.Request{OrgID: orgID}}, draft: &conversion.Draft{Probes: probes}}
+	r := &request{p: &conversion.Parsed{Request: &conversion.Request{OrgID: orgID}}, draft: &conversion.Draft{Probes: probes}, preview: true}
 	b := &pgx.Batch{}
 	queueProbes(b, []*request{r})
 	if b.Len() == 0 {

@@ -26,7 +26,7 @@ var probeTypes = []string{conversion.RecordAccount, conversion.RecordContact}
 // blank lookups are a statement each. Matches land in each request's hits;
 // gatherProbes moves them to found once the batch has run.
 func queueProbes(b *pgx.Batch, reqs []*request) {
-	generic := len(reqs) > 0 && reqs[0].generic
+	generic := len(reqs) > 0 && !reqs[0].preview
 	type target struct {
 		r *request
 		i int

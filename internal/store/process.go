@@ -91,11 +91,10 @@ type request struct {
 
 	out Outcome
 
-	// preview is set for a request decided without writing or locking.
+	// preview is set for a request decided without writing or locking,
+	// outside a processing transaction: its statements are planned with
+	// their values, as every statement outside one is (genericPlans).
 	preview bool
-	// generic is set for a request of a transaction that runs on generic
-	// plans (genericPlans).
-	generic bool
 }
 
 func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Outcome, error) {
@@ -109,7 +108,7 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 	reqs := make([]*request, len(ps))
 	keys, leads := map[string]bool{}, map[string]bool{}
 	for i, p := range ps {
-		r := &request{p: p, now: now, generic: true}
+		r := &request{p: p, now: now}
 		reqs[i] = r
 		// Two requests of one batch for the same key or lead would both read
 		// the state before either wrote it: the later waits for a batch of its own.
@@ -139,7 +138,6 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 	}
 
 	w := newWrites()
-	w.generic = true
 	var writers []*request
 	for _, r := range reqs {
 		if r.out.Deferred {
@@ -221,7 +219,6 @@ func writeHalf(ctx context.Context, tx pgx.Tx, reqs []*request, released *rows) 
 		return nil
 	}
 	w := newWrites()
-	w.generic = reqs[0].generic
 	for _, r := range reqs {
 		if err := r.addWrite(w); err != nil {
 			return err
@@ -261,7 +258,7 @@ func writeHalf(ctx context.Context, tx pgx.Tx, reqs []*request, released *rows) 
 // that two batches cannot deadlock.
 func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 	b := &pgx.Batch{}
-	generic := len(reqs) > 0 && reqs[0].generic
+	generic := len(reqs) > 0 && !reqs[0].preview
 	if generic {
 		b.Queue(genericPlans)
 	}

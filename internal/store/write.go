@@ -16,7 +16,6 @@ type writes struct {
 	accounts, contacts, opportunities                                                  *rows
 	updates                                                                            []*update
 	undos                                                                              []undoWrite // undo.go
-	generic                                                                            bool        // the transaction runs on generic plans
 }
 
 // update is a linked record whose fields a conversion changed.
@@ -102,7 +101,7 @@ var upsertLeads = func() string {
 // queue queues every statement of the batch's writes, in an order that
 // satisfies the foreign keys: leads, records, notes, then the outbox.
 func (w *writes) queue(b *pgx.Batch) {
-	custom(b, w.generic, func() { queueUndos(b, w.undos) }) // undo.go
+	custom(b, true, func() { queueUndos(b, w.undos) }) // undo.go: writes run in processing transactions
 	w.leads.queueInsert(b, "leads", upsertLeads)
 	w.accounts.queueInsert(b, "accounts", "")
 	w.contacts.queueInsert(b, "contacts", "")
@@ -117,7 +116,7 @@ func (w *writes) queue(b *pgx.Batch) {
 	if w.targets.len() > 0 {
 		// By lead: the upstream-id index, which a generic plan could not
 		// tell from the primary key.
-		custom(b, w.generic, func() {
+		custom(b, true, func() {
 			for _, table := range []string{"notes", "attachments"} {
 				b.Queue(fmt.Sprintf(`UPDATE %s x SET account_id = t.account_id, contact_id = t.contact_id, opportunity_id = t.opportunity_id
 					FROM (%s) AS t(org_id, lead_id, account_id, contact_id, opportunity_id)

@@ -2,16 +2,9 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/leadflow/leadflow/internal/config"
-	"github.com/leadflow/leadflow/internal/store"
-	"github.com/leadflow/leadflow/internal/stream"
-	"github.com/leadflow/leadflow/internal/testenv"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -23,30 +16,13 @@ import (
 func TestCrashBetweenCommitAndAck(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.Database(t), 8)
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	srv := testenv.StartNATS(t)
-	nc, err := nats.Connect(srv.URL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	cfg := config.Config{RequestsStream: "LEAD_REQUESTS", EventsStream: "LEAD_EVENTS", DeadLetterStream: "LEAD_DEAD_LETTERS",
-		DeadLetterPrefix: "leadflow.dead", Consumer: "leadflow", AckWait: time.Second, MaxAckPending: 100, Replicas: 1,
-		DuplicateWindow: time.Minute, RequestsRetention: "limits"}
-	topo := stream.New(cfg)
-	require.NoError(t, topo.Ensure(ctx, js))
+	st, js, topo := setup(t, time.Second)
 	wcfg := Config{Stream: "LEAD_REQUESTS", Consumer: "leadflow", Workers: 4, MaxDeliver: 5, AckWait: time.Second,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
 
 	const n = 20
 	for i := range n {
-		body, _ := json.Marshal(map[string]any{"idempotency_key": fmt.Sprintf("k%d", i), "org_id": "org-crash",
-			"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}},
-			"lead":  map[string]any{"id": fmt.Sprintf("l%d", i), "company": fmt.Sprintf("Crash %d", i), "last_name": "C"}})
-		_, err := js.Publish(ctx, "lead.qualify.requested", body)
-		require.NoError(t, err)
+		publishQualify(t, js, "org-crash", "Crash", i)
 	}
 
 	// A worker that commits every request and never acknowledges one.
@@ -77,16 +53,11 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.NumRedelivered == 0 && info.AckFloor.Stream == n
 	}, 20*time.Second, 50*time.Millisecond)
 
-	count := func(sql string) int {
-		var c int
-		require.NoError(t, st.Pool().QueryRow(ctx, sql).Scan(&c))
-		return c
-	}
-	require.Equal(t, n, count(`SELECT count(*) FROM accounts WHERE org_id = 'org-crash'`))
-	require.Equal(t, n, count(`SELECT count(*) FROM opportunities WHERE org_id = 'org-crash'`))
+	require.Equal(t, n, countRows(t, st, `SELECT count(*) FROM accounts WHERE org_id = 'org-crash'`))
+	require.Equal(t, n, countRows(t, st, `SELECT count(*) FROM opportunities WHERE org_id = 'org-crash'`))
 	// Each request: 4 events from its conversion, and its outcome again from
 	// each replay, with the same id.
-	require.Equal(t, 4*n, count(`SELECT count(DISTINCT event_id) FROM outbox`))
-	require.Equal(t, 3*n, count(`SELECT count(*) FROM outbox WHERE subject <> 'lead.qualified'`))
-	require.Equal(t, n, count(`SELECT count(*) FROM (SELECT event_id FROM outbox WHERE subject = 'lead.qualified' GROUP BY event_id HAVING count(*) >= 2) x`))
+	require.Equal(t, 4*n, countRows(t, st, `SELECT count(DISTINCT event_id) FROM outbox`))
+	require.Equal(t, 3*n, countRows(t, st, `SELECT count(*) FROM outbox WHERE subject <> 'lead.qualified'`))
+	require.Equal(t, n, countRows(t, st, `SELECT count(*) FROM (SELECT event_id FROM outbox WHERE subject = 'lead.qualified' GROUP BY event_id HAVING count(*) >= 2) x`))
 }
