@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/leadflow/leadflow/internal/conversion"
 	"github.com/leadflow/leadflow/internal/store"
 	"github.com/leadflow/leadflow/internal/testenv"
@@ -179,6 +181,118 @@ func TestProcessBatchSinglesOutFaults(t *testing.T) {
 	require.Equal(t, 1, count(`SELECT count(*) FROM contacts WHERE last_name = 'Twin'`))
 	require.Equal(t, 6, count(`SELECT count(*) FROM leads`))
 	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key = 'i'`))
+}
+
+// TestProcessBatchLastAtFault: the last two requests of a batch at fault,
+// the first fault on the connection: the batch's last try fails, and the
+// release of their claims is a statement that the connection has not run
+// before.
+func TestProcessBatchLastAtFault(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.Database(t), 1)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	poisonLeads(t, st)
+	outs, err := st.ProcessBatch(ctx, []*conversion.Parsed{parsed(t, "x", "fine-x", "Fine X"),
+		parsed(t, "y", "poison-y", "Bad Y"), parsed(t, "z", "poison-z", "Bad Z")})
+	require.NoError(t, err)
+	require.Equal(t, "lead.qualified", outs[0].Event)
+	require.ErrorContains(t, outs[1].Err, "poisoned lead")
+	require.ErrorContains(t, outs[2].Err, "poisoned lead")
+	var leads, keys int
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM leads), (SELECT count(*) FROM idempotency_keys)`).Scan(&leads, &keys))
+	require.Equal(t, 1, leads)
+	require.Equal(t, 1, keys, "the bad requests' claims are released")
+}
+
+// TestProcessBatchFaultAfterItsLead: a request whose account a trigger
+// refuses has already written its lead when the fault shows: the batch
+// writes again without it, and one whose lead is refused in the same batch
+// is singled out too. Nothing of either stays; the others commit.
+func TestProcessBatchFaultAfterItsLead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	poisonLeads(t, st)
+	_, err := st.Pool().Exec(ctx, `
+		CREATE FUNCTION bad_account() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.name = 'Bad Account' THEN RAISE EXCEPTION 'refused account'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER bad_account BEFORE INSERT ON accounts FOR EACH ROW EXECUTE FUNCTION bad_account();`)
+	require.NoError(t, err)
+	outs, err := st.ProcessBatch(ctx, []*conversion.Parsed{
+		parsed(t, "a", "fine-a", "Fine A"), parsed(t, "b", "lead-b", "Bad Account"), parsed(t, "c", "fine-c", "Fine C"),
+		parsed(t, "d", "poison-d", "Bad D"), parsed(t, "e", "fine-e", "Fine E"),
+	})
+	require.NoError(t, err)
+	require.ErrorContains(t, outs[1].Err, "refused account")
+	require.ErrorContains(t, outs[3].Err, "poisoned lead")
+	for _, i := range []int{0, 2, 4} {
+		require.NoError(t, outs[i].Err, "request %d", i)
+		require.Equal(t, "lead.qualified", outs[i].Event, "request %d", i)
+	}
+	count := func(sql string) int {
+		var n int
+		require.NoError(t, st.Pool().QueryRow(ctx, sql).Scan(&n))
+		return n
+	}
+	require.Equal(t, 3, count(`SELECT count(*) FROM leads`))
+	require.Zero(t, count(`SELECT count(*) FROM leads WHERE id IN ('lead-b', 'poison-d')`))
+	require.Equal(t, 3, count(`SELECT count(*) FROM accounts`))
+	require.Equal(t, 3, count(`SELECT count(*) FROM outbox WHERE subject = 'lead.qualified'`))
+	require.Equal(t, 3, count(`SELECT count(*) FROM idempotency_keys`), "the bad requests' claims are released")
+}
+
+// TestFaultKeepsStatementsPrepared: a request's fault does not make the
+// write statements prepared (and planned) again: on the store's one
+// connection, a second batch with a fault finds every statement of the
+// first as it was prepared.
+func TestFaultKeepsStatementsPrepared(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.Database(t), 1)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	poisonLeads(t, st)
+	prepared := func() map[string]time.Time {
+		rows, err := st.Pool().Query(ctx, `SELECT name, prepare_time FROM pg_prepared_statements`)
+		require.NoError(t, err)
+		out := map[string]time.Time{}
+		var name string
+		var at time.Time
+		_, err = pgx.ForEachRow(rows, []any{&name, &at}, func() error {
+			out[name] = at
+			return nil
+		})
+		require.NoError(t, err)
+		return out
+	}
+	batch := func(n int) []*conversion.Parsed {
+		var ps []*conversion.Parsed
+		for i := range 4 {
+			lead := fmt.Sprintf("lead-%d-%d", n, i)
+			if i == 2 {
+				lead = "poison-" + lead
+			}
+			ps = append(ps, parsed(t, lead, lead, "Company "+lead))
+		}
+		return ps
+	}
+	for n := range 2 {
+		outs, err := st.ProcessBatch(ctx, batch(n))
+		require.NoError(t, err)
+		require.Error(t, outs[2].Err)
+	}
+	before := prepared()
+	require.NotEmpty(t, before)
+	outs, err := st.ProcessBatch(ctx, batch(2))
+	require.NoError(t, err)
+	require.Error(t, outs[2].Err)
+	after := prepared()
+	for name, at := range before {
+		require.Contains(t, after, name)
+		require.True(t, at.Equal(after[name]), "statement %s prepared again", name)
+	}
 }
 
 // TestPreview: a preview decides like Process and writes nothing.

@@ -16,3 +16,17 @@ const (
 	GenericPlans = genericPlans
 	CustomPlans  = customPlans
 )
+
+// StatementSQL is the SQL of the statement prepared under name, or name
+// itself when it is not such a name.
+func StatementSQL(name string) string {
+	sql := name
+	statementNames.Range(func(k, v any) bool {
+		if v == name {
+			sql = k.(string)
+			return false
+		}
+		return true
+	})
+	return sql
+}

@@ -3,11 +3,14 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -145,27 +148,18 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 				// Its idempotency record was claimed in this transaction:
 				// release it for the request's own turn.
 				w.released.add(*r.p.OrgID, *r.p.Key)
+				w.own(-1)
 			}
 			continue
 		}
 		if err := r.addWrite(w); err != nil {
 			return nil, err
 		}
+		w.own(len(writers))
 		writers = append(writers, r)
 	}
-	b := &pgx.Batch{}
-	apart := len(writers) > 1
-	if apart {
-		b.Queue("SAVEPOINT batch")
-	}
-	w.queue(b)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		if !apart || !requestFault(err) {
-			return nil, fmt.Errorf("write: %w", err)
-		}
-		if err := writeApart(ctx, tx, writers, w.released); err != nil {
-			return nil, err
-		}
+	if err := write(ctx, tx, writers, w); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
@@ -177,77 +171,243 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 	return outs, nil
 }
 
-// writeApart writes a batch whose set-based writes failed for a fault of
-// one of its requests (a constraint, a trigger, a value out of range): the
-// transaction goes back to before the writes, keeping what it read and the
-// locks it took, and writes each half of the batch under a savepoint, halving
-// again what fails, until the bad request fails alone. It comes back with Err
-// and its idempotency record released; the others commit, in a few more
-// round trips of set-based writes. released holds the claims of the deferred
-// requests, to be released too.
-func writeApart(ctx context.Context, tx pgx.Tx, writers []*request, released *rows) error {
-	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT batch"); err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	if err := writeHalves(ctx, tx, writers, released); err != nil {
-		return err
-	}
-	if released.len() > 0 {
+// write writes the batch in one round trip. When a statement fails for a
+// request's data (a constraint, a trigger, a value out of range), what
+// preceded it stays, and that statement alone is written again for halves of
+// its requests (apart.halve), until the requests at fault fail alone. They
+// come back with Err and their idempotency claims released, and the batch
+// goes on without them from the next statement; or, should they have rows in
+// an earlier statement, from the first (what was read and locked stays
+// either way). A fault thus costs its batch a few round trips of one
+// statement, not a second write.
+func write(ctx context.Context, tx pgx.Tx, writers []*request, w *writes) error {
+	steps := w.steps()
+	if len(writers) < 2 {
 		b := &pgx.Batch{}
-		(&writes{released: released}).queueReleased(b)
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		for _, s := range steps {
+			s(b, nil)
+		}
+		if _, err := send(ctx, tx, b); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
+		return nil
+	}
+	// Prepared while the transaction can prepare: they run after a failure,
+	// in the round trip that rolls it back.
+	for _, sql := range []string{"ROLLBACK TO SAVEPOINT batch", "ROLLBACK TO SAVEPOINT part", "ROLLBACK TO SAVEPOINT half",
+		"RELEASE SAVEPOINT half", "SAVEPOINT half"} {
+		if _, err := tx.Conn().Prepare(ctx, statementName(sql), sql); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+	}
+	a := &apart{ctx: ctx, tx: tx}
+	faulty := map[int]bool{}
+	keep := func(owner int) bool { return !faulty[owner] }
+	savepoint := "batch" // the first round's; "part" for the others
+	for from := 0; ; {
+		// A statement may run for the first time in this round (the release
+		// of a request's claim just found at fault), and an aborted
+		// transaction prepares none: a failed try is rolled back first.
+		if a.rollback {
+			a.rollback = false
+			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT half; RELEASE SAVEPOINT half"); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+		}
+		b := &pgx.Batch{}
+		b.Queue("SAVEPOINT " + savepoint)
+		starts := make([]int, 0, len(steps)-from)
+		for _, s := range steps[from:] {
+			starts = append(starts, b.Len())
+			s(b, keep)
+		}
+		at, err := send(ctx, tx, b)
+		if err == nil {
+			return nil
+		}
+		if !requestFault(err) || len(starts) == 0 || at < starts[0] {
+			return fmt.Errorf("write: %w", err)
+		}
+		k := from
+		for k+1 < len(steps) && at >= starts[k+1-from] {
+			k++
+		}
+		// Back to before the round, then what preceded the failed statement again.
+		b = &pgx.Batch{}
+		b.Queue("ROLLBACK TO SAVEPOINT " + savepoint)
+		for _, s := range steps[from:k] {
+			s(b, keep)
+		}
+		if _, err := send(ctx, tx, b); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		owners := slices.DeleteFunc(stepOwners(steps[k]), func(o int) bool { return faulty[o] })
+		a.found = map[int]error{}
+		if err := a.halve(steps[k], owners, err); err != nil {
+			return err
+		}
+		earlier := false
+		for o, err := range a.found {
+			faulty[o] = true
+			r := writers[o]
+			r.out = Outcome{Err: fmt.Errorf("write: %w", err)}
+			if r.inserted {
+				w.released.add(*r.p.OrgID, *r.p.Key)
+				w.own(-1)
+			}
+			for _, s := range steps[:k] {
+				earlier = earlier || slices.Contains(stepOwners(s), o)
+			}
+		}
+		from, savepoint = k+1, "part"
+		if earlier {
+			b := &pgx.Batch{}
+			a.queueRollback(b)
+			b.Queue("ROLLBACK TO SAVEPOINT batch")
+			if _, err := send(ctx, tx, b); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+			from, savepoint = 0, "batch"
+		}
+	}
+}
+
+// apart singles out the requests at fault in a statement that failed for
+// some of them.
+type apart struct {
+	ctx context.Context
+	tx  pgx.Tx
+	// found holds the owners at fault, with their error.
+	found map[int]error
+	// rollback is set when the last try failed: the next round trip opens
+	// by rolling it back.
+	rollback bool
+}
+
+// halve writes step s for owners, whose rows failed together with fault:
+// their first half under a savepoint, then the second. A half that fails is
+// rolled back and halved in turn, down to the owners at fault, which go to
+// found with the fault of the smallest part that held them. A second half
+// after a first that succeeded is known to fail (a fault of its own, or one
+// with rows of the first), and is halved at once.
+func (a *apart) halve(s step, owners []int, fault error) error {
+	if len(owners) == 1 {
+		if owners[0] < 0 {
+			// Not a request's row: the batch cannot go on without it.
+			return fmt.Errorf("write: %w", fault)
+		}
+		a.found[owners[0]] = fault
+		return nil
+	}
+	first, second := owners[:len(owners)/2], owners[len(owners)/2:]
+	f, err := a.try(s, first)
+	if err != nil {
+		return err
+	}
+	if f == nil {
+		return a.halve(s, second, fault)
+	}
+	if err := a.halve(s, first, f); err != nil {
+		return err
+	}
+	if f, err = a.try(s, second); err != nil || f == nil {
+		return err
+	}
+	return a.halve(s, second, f)
+}
+
+// try writes s for owners under a savepoint. It returns the fault of their
+// rows when that failed for their data, and an error when it failed
+// otherwise.
+func (a *apart) try(s step, owners []int) (fault, err error) {
+	b := &pgx.Batch{}
+	pre := a.queueRollback(b)
+	b.Queue("SAVEPOINT half")
+	s(b, func(o int) bool { return slices.Contains(owners, o) })
+	b.Queue("RELEASE SAVEPOINT half")
+	at, err := send(a.ctx, a.tx, b)
+	if err == nil {
+		return nil, nil
+	}
+	if !requestFault(err) || at < pre {
+		return nil, fmt.Errorf("write: %w", err)
+	}
+	a.rollback = true
+	return err, nil
+}
+
+// queueRollback queues the rollback of a failed try, if one is pending, and
+// returns the number of statements queued.
+func (a *apart) queueRollback(b *pgx.Batch) int {
+	if !a.rollback {
+		return 0
+	}
+	a.rollback = false
+	b.Queue("ROLLBACK TO SAVEPOINT half")
+	b.Queue("RELEASE SAVEPOINT half")
+	return 2
+}
+
+// send sends b and reads its results, and tells which statement failed.
+// Its statements run as prepared statements of their own (prepare).
+func send(ctx context.Context, tx pgx.Tx, b *pgx.Batch) (at int, err error) {
+	if b.Len() == 0 {
+		return 0, nil
+	}
+	if err := prepare(ctx, tx.Conn(), b); err != nil {
+		return 0, err
+	}
+	br := tx.SendBatch(ctx, b)
+	for at = range b.Len() {
+		if _, err = br.Exec(); err != nil {
+			_ = br.Close()
+			return at, err
+		}
+	}
+	return 0, br.Close()
+}
+
+// statementNames maps the SQL of the write statements to the names they are
+// prepared under.
+var statementNames sync.Map
+
+// prepare has b's statements run as named prepared statements, each
+// prepared on conn the first time it runs there. pgx drops the statements of
+// its own cache that a failed batch holds, and would prepare (and plan)
+// them again at their next use: a request's fault would cost every
+// statement of the write that it failed. A statement prepared by name
+// stays.
+func prepare(ctx context.Context, conn *pgx.Conn, b *pgx.Batch) error {
+	for _, q := range b.QueuedQueries {
+		name := statementName(q.SQL)
+		if _, err := conn.Prepare(ctx, name, q.SQL); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		q.SQL = name
 	}
 	return nil
 }
 
-// writeHalves writes each half of reqs with writeHalf.
-func writeHalves(ctx context.Context, tx pgx.Tx, reqs []*request, released *rows) error {
-	half := len(reqs) / 2
-	if err := writeHalf(ctx, tx, reqs[:half], released); err != nil {
-		return err
+// statementName is the name sql is prepared under.
+func statementName(sql string) string {
+	name, ok := statementNames.Load(sql)
+	if !ok {
+		sum := sha256.Sum256([]byte(sql))
+		name, _ = statementNames.LoadOrStore(sql, "leadflow_"+hex.EncodeToString(sum[:16]))
 	}
-	return writeHalf(ctx, tx, reqs[half:], released)
+	return name.(string)
 }
 
-// writeHalf writes reqs under a savepoint; when that fails for a request's
-// data, it rolls back and writes their halves, down to the request at fault,
-// which comes back with Err and its idempotency claim in released.
-func writeHalf(ctx context.Context, tx pgx.Tx, reqs []*request, released *rows) error {
-	if len(reqs) == 0 {
-		return nil
-	}
-	w := newWrites()
-	for _, r := range reqs {
-		if err := r.addWrite(w); err != nil {
-			return err
+// stepOwners is the owners of the rows that s writes, in their order.
+func stepOwners(s step) []int {
+	var owners []int
+	s(&pgx.Batch{}, func(o int) bool {
+		if !slices.Contains(owners, o) {
+			owners = append(owners, o)
 		}
-	}
-	b := &pgx.Batch{}
-	b.Queue("SAVEPOINT part")
-	w.queue(b)
-	b.Queue("RELEASE SAVEPOINT part")
-	err := tx.SendBatch(ctx, b).Close()
-	if err == nil {
-		return nil
-	}
-	if !requestFault(err) {
-		return fmt.Errorf("write: %w", err)
-	}
-	// One simple-protocol round trip: nothing is prepared in an aborted transaction.
-	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT part; RELEASE SAVEPOINT part"); err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	if len(reqs) == 1 {
-		r := reqs[0]
-		r.out = Outcome{Err: fmt.Errorf("write: %w", err)}
-		if r.inserted {
-			released.add(*r.p.OrgID, *r.p.Key)
-		}
-		return nil
-	}
-	return writeHalves(ctx, tx, reqs, released)
+		return false
+	})
+	return owners
 }
 
 // load reads, in one round trip and a fixed number of statements, what the

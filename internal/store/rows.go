@@ -20,6 +20,7 @@ type rows struct {
 	types []string    // SQL type each column is cast to
 	vals  [][]*string // per text column
 	bins  [][][]byte  // per bytea column
+	owner []int       // per row, the request it is written for (writes.own)
 }
 
 func newRows(spec ...string) *rows {
@@ -47,6 +48,28 @@ func (r *rows) add(vals ...any) {
 		}
 		r.vals[i] = append(r.vals[i], text(v))
 	}
+}
+
+// filter is the rows whose owner keep admits; all of them when keep is nil.
+func (r *rows) filter(keep func(owner int) bool) *rows {
+	if keep == nil {
+		return r
+	}
+	out := &rows{cols: r.cols, types: r.types, vals: make([][]*string, len(r.cols)), bins: make([][][]byte, len(r.cols))}
+	for row, o := range r.owner {
+		if !keep(o) {
+			continue
+		}
+		for i := range r.cols {
+			if r.types[i] == "bytea" {
+				out.bins[i] = append(out.bins[i], r.bins[i][row])
+			} else {
+				out.vals[i] = append(out.vals[i], r.vals[i][row])
+			}
+		}
+		out.owner = append(out.owner, o)
+	}
+	return out
 }
 
 func (r *rows) len() int {
@@ -82,6 +105,11 @@ func (r *rows) queueInsert(b *pgx.Batch, table, suffix string) {
 		return
 	}
 	b.Queue(fmt.Sprintf("INSERT INTO %s (%s) %s %s", table, strings.Join(r.cols, ", "), r.selectSQL(), suffix), r.args()...)
+}
+
+// insert is the step that inserts the rows into table.
+func (r *rows) insert(table, suffix string) step {
+	return func(b *pgx.Batch, keep func(int) bool) { r.filter(keep).queueInsert(b, table, suffix) }
 }
 
 func (r *rows) args() []any {

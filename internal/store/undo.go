@@ -88,12 +88,13 @@ type undoWrite struct {
 	orgID, leadID string
 	plan          *conversion.Plan
 	now           time.Time
+	owner         int
 }
 
 // addUndo adds what an accepted unqualify request writes.
 func (t *request) addUndo(w *writes, plan *conversion.Plan) error {
 	r := t.p.Request
-	w.undos = append(w.undos, undoWrite{orgID: r.OrgID, leadID: r.Lead.ID, plan: plan, now: t.now})
+	w.undos = append(w.undos, &undoWrite{orgID: r.OrgID, leadID: r.Lead.ID, plan: plan, now: t.now})
 	last, err := t.addOutbox(w, plan.Events)
 	if err != nil {
 		return err
@@ -108,8 +109,11 @@ func (t *request) addUndo(w *writes, plan *conversion.Plan) error {
 // notes and attachments go back to the lead, the lead reopens without its
 // links, and the records its qualification created are deleted, dependents
 // first. Undos are rare: each takes statements of its own.
-func queueUndos(b *pgx.Batch, undos []undoWrite) {
+func queueUndos(b *pgx.Batch, undos []*undoWrite, keep func(owner int) bool) {
 	for _, u := range undos {
+		if keep != nil && !keep(u.owner) {
+			continue
+		}
 		b.Queue(`DELETE FROM notes WHERE org_id = $1 AND lead_id = $2 AND kind = 'summary'`, u.orgID, u.leadID)
 		for _, table := range []string{"notes", "attachments"} {
 			b.Queue(fmt.Sprintf(`UPDATE %s SET account_id = NULL, contact_id = NULL, opportunity_id = NULL

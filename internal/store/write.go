@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -10,18 +11,23 @@ import (
 )
 
 // writes collects what a batch writes, table by table, so that each table
-// takes one statement however many requests the batch holds.
+// takes one statement however many requests the batch holds. Every row
+// knows the request it is written for (own), so that a statement can be
+// written again for some of the requests only (writeApart).
 type writes struct {
-	leads, outbox, records, notes, attachments, targets, summaries, outcomes, released *rows
-	accounts, contacts, opportunities                                                  *rows
-	updates                                                                            []*update
-	undos                                                                              []undoWrite // undo.go
+	leads, outbox, notes, attachments, targets, summaries, outcomes, released *rows
+	accounts, contacts, opportunities                                         *rows
+	updates                                                                   []*update
+	undos                                                                     []*undoWrite // undo.go
+	// owned counts the updates and undos that own has marked.
+	ownedUpdates, ownedUndos int
 }
 
 // update is a linked record whose fields a conversion changed.
 type update struct {
 	orgID string
 	rec   *conversion.Target
+	owner int
 }
 
 var leadColumns = []string{"topic", "first_name", "last_name", "company", "job_title", "email",
@@ -51,6 +57,28 @@ func newWrites() *writes {
 		outbox:   newRows("org_id text", "event_id uuid", "subject text", "payload bytea", "headers jsonb"),
 		outcomes: newRows("org_id text", "key text", "outcome text", "event_subject text", "event bytea", "event_id uuid"),
 		released: newRows("org_id text", "key text"),
+	}
+}
+
+func (w *writes) tables() []*rows {
+	return []*rows{w.leads, w.outbox, w.notes, w.attachments, w.targets, w.summaries, w.outcomes, w.released,
+		w.accounts, w.contacts, w.opportunities}
+}
+
+// own marks what was added since its last call as written for owner: the
+// index of a request among the batch's writers, or -1 for what is written
+// whichever requests fail (the release of deferred requests' claims).
+func (w *writes) own(owner int) {
+	for _, r := range w.tables() {
+		for len(r.owner) < r.len() {
+			r.owner = append(r.owner, owner)
+		}
+	}
+	for ; w.ownedUpdates < len(w.updates); w.ownedUpdates++ {
+		w.updates[w.ownedUpdates].owner = owner
+	}
+	for ; w.ownedUndos < len(w.undos); w.ownedUndos++ {
+		w.undos[w.ownedUndos].owner = owner
 	}
 }
 
@@ -98,22 +126,19 @@ var upsertLeads = func() string {
 	return "ON CONFLICT (org_id, id) DO UPDATE SET " + strings.Join(set, ", ") + ", updated_at = now()"
 }()
 
-// queue queues every statement of the batch's writes, in an order that
-// satisfies the foreign keys: leads, records, notes, then the outbox.
-func (w *writes) queue(b *pgx.Batch) {
-	custom(b, true, func() { queueUndos(b, w.undos) }) // undo.go: writes run in processing transactions
-	w.leads.queueInsert(b, "leads", upsertLeads)
-	w.accounts.queueInsert(b, "accounts", "")
-	w.contacts.queueInsert(b, "contacts", "")
-	w.opportunities.queueInsert(b, "opportunities", "")
-	for _, u := range w.updates {
-		queueUpdate(b, u.orgID, u.rec)
-	}
-	w.notes.queueInsert(b, "notes", `ON CONFLICT (org_id, lead_id, upstream_id) DO UPDATE
-		SET title = excluded.title, body = excluded.body, created_at = excluded.created_at`)
-	w.attachments.queueInsert(b, "attachments", `ON CONFLICT (org_id, lead_id, upstream_id) DO UPDATE
-		SET file_name = excluded.file_name, mime_type = excluded.mime_type, url = excluded.url, size_bytes = excluded.size_bytes`)
-	if w.targets.len() > 0 {
+// A step is a part of a batch's writes: the statements that write one
+// table, or make one kind of change, for the rows whose owner keep admits
+// (all of them when keep is nil).
+type step func(b *pgx.Batch, keep func(owner int) bool)
+
+// steps is the batch's writes, in an order that satisfies the foreign keys:
+// leads, records, notes, then the outbox.
+func (w *writes) steps() []step {
+	moves := func(b *pgx.Batch, keep func(int) bool) {
+		targets := w.targets.filter(keep)
+		if targets.len() == 0 {
+			return
+		}
 		// By lead: the upstream-id index, which a generic plan could not
 		// tell from the primary key.
 		custom(b, true, func() {
@@ -121,29 +146,55 @@ func (w *writes) queue(b *pgx.Batch) {
 				b.Queue(fmt.Sprintf(`UPDATE %s x SET account_id = t.account_id, contact_id = t.contact_id, opportunity_id = t.opportunity_id
 					FROM (%s) AS t(org_id, lead_id, account_id, contact_id, opportunity_id)
 					WHERE x.org_id = t.org_id AND x.lead_id = t.lead_id
-					AND (x.account_id, x.contact_id, x.opportunity_id) IS DISTINCT FROM (t.account_id, t.contact_id, t.opportunity_id)`, table, w.targets.selectSQL()), w.targets.args()...)
+					AND (x.account_id, x.contact_id, x.opportunity_id) IS DISTINCT FROM (t.account_id, t.contact_id, t.opportunity_id)`, table, targets.selectSQL()), targets.args()...)
 			}
 		})
 	}
-	w.summaries.queueInsert(b, "notes", "")
-	w.outbox.queueInsert(b, "outbox", "")
-	if w.outcomes.len() > 0 {
-		b.Queue(fmt.Sprintf(`UPDATE idempotency_keys i SET outcome = u.outcome, event_subject = u.event_subject, event = u.event, event_id = u.event_id
-			FROM (%s) AS u(org_id, key, outcome, event_subject, event, event_id)
-			WHERE i.org_id = u.org_id AND i.key = u.key`, w.outcomes.selectSQL()), w.outcomes.args()...)
-	}
-	w.queueReleased(b)
-	if w.outbox.len() > 0 {
-		b.Queue(`SELECT pg_notify('leadflow_outbox', '')`)
+	return []step{
+		func(b *pgx.Batch, keep func(int) bool) {
+			custom(b, true, func() { queueUndos(b, w.undos, keep) }) // undo.go: writes run in processing transactions
+		},
+		w.leads.insert("leads", upsertLeads),
+		w.accounts.insert("accounts", ""),
+		w.contacts.insert("contacts", ""),
+		w.opportunities.insert("opportunities", ""),
+		func(b *pgx.Batch, keep func(int) bool) {
+			for _, u := range w.updates {
+				if keep == nil || keep(u.owner) {
+					queueUpdate(b, u.orgID, u.rec)
+				}
+			}
+		},
+		w.notes.insert("notes", `ON CONFLICT (org_id, lead_id, upstream_id) DO UPDATE
+			SET title = excluded.title, body = excluded.body, created_at = excluded.created_at`),
+		w.attachments.insert("attachments", `ON CONFLICT (org_id, lead_id, upstream_id) DO UPDATE
+			SET file_name = excluded.file_name, mime_type = excluded.mime_type, url = excluded.url, size_bytes = excluded.size_bytes`),
+		moves,
+		w.summaries.insert("notes", ""),
+		w.outbox.insert("outbox", ""),
+		func(b *pgx.Batch, keep func(int) bool) {
+			outcomes := w.outcomes.filter(keep)
+			if outcomes.len() > 0 {
+				b.Queue(fmt.Sprintf(`UPDATE idempotency_keys i SET outcome = u.outcome, event_subject = u.event_subject, event = u.event, event_id = u.event_id
+					FROM (%s) AS u(org_id, key, outcome, event_subject, event, event_id)
+					WHERE i.org_id = u.org_id AND i.key = u.key`, outcomes.selectSQL()), outcomes.args()...)
+			}
+		},
+		func(b *pgx.Batch, keep func(int) bool) { queueReleased(b, w.released.filter(keep)) },
+		func(b *pgx.Batch, keep func(int) bool) {
+			if slices.ContainsFunc(w.outbox.owner, func(o int) bool { return keep == nil || keep(o) }) {
+				b.Queue(`SELECT pg_notify('leadflow_outbox', '')`)
+			}
+		},
 	}
 }
 
 // queueReleased queues the release of the idempotency records claimed for
 // requests that wrote nothing.
-func (w *writes) queueReleased(b *pgx.Batch) {
-	if w.released.len() > 0 {
+func queueReleased(b *pgx.Batch, released *rows) {
+	if released.len() > 0 {
 		b.Queue(fmt.Sprintf(`DELETE FROM idempotency_keys i USING (%s) AS u(org_id, key)
-			WHERE i.org_id = u.org_id AND i.key = u.key`, w.released.selectSQL()), w.released.args()...)
+			WHERE i.org_id = u.org_id AND i.key = u.key`, released.selectSQL()), released.args()...)
 	}
 }
 
