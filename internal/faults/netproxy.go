@@ -1,130 +1,76 @@
 package faults
 
 import (
-	"net"
-	"sync"
-	"sync/atomic"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
 	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 )
 
-// netProxy is a TCP proxy in the style of toxiproxy, in front of one
-// server: it can add latency, stop forwarding while keeping connections
-// open (a partition), and reset every connection.
+// netProxy is an in-process toxiproxy proxy in front of one server, whose
+// toxics the scenario adds and removes.
 type netProxy struct {
-	ln      net.Listener
-	target  string
-	latency atomic.Int64 // per chunk and direction, nanoseconds
-	mu      sync.Mutex
-	holes   bool
-	healed  *sync.Cond
-	conns   map[net.Conn]struct{}
+	p *toxiproxy.Proxy
 }
 
-func startProxy(target string) (*netProxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+// toxiServer holds the proxies; nothing listens for toxiproxy's HTTP API.
+var toxiServer = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+
+func startProxy(name, upstream string) (*netProxy, error) {
+	p := toxiproxy.NewProxy(toxiServer, name, "127.0.0.1:0", upstream)
+	if err := p.Start(); err != nil {
+		return nil, fmt.Errorf("toxiproxy %s: %w", name, err)
 	}
-	p := &netProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.healed = sync.NewCond(&p.mu)
-	go p.serve()
-	return p, nil
+	return &netProxy{p: p}, nil
 }
 
 // Addr is the address clients connect to.
-func (p *netProxy) Addr() string { return p.ln.Addr().String() }
+func (n *netProxy) Addr() string { return n.p.Listen }
 
-// SetLatency delays every chunk forwarded, in each direction, by d.
-func (p *netProxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
-
-// Blackhole stops (true) or resumes (false) forwarding; connections stay
-// open and what is sent meanwhile waits in the kernel's buffers.
-func (p *netProxy) Blackhole(on bool) {
-	p.mu.Lock()
-	p.holes = on
-	p.mu.Unlock()
-	if !on {
-		p.healed.Broadcast()
-	}
-}
-
-// Reset closes every connection with a TCP RST.
-func (p *netProxy) Reset() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for c := range p.conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		c.Close()
-		n++
-	}
-	clear(p.conns)
-	return n / 2
-}
-
-// Close stops the proxy.
-func (p *netProxy) Close() {
-	p.ln.Close()
-	p.Blackhole(false)
-	p.Reset()
-}
-
-func (p *netProxy) serve() {
-	for {
-		in, err := p.ln.Accept()
+// toxic adds a toxic of type typ with attrs to both directions for d, then
+// removes it.
+func (n *netProxy) toxic(typ string, attrs map[string]any, d time.Duration) error {
+	var names []string
+	for _, stream := range []string{"upstream", "downstream"} {
+		name := typ + "_" + stream
+		raw, err := json.Marshal(map[string]any{"name": name, "type": typ, "stream": stream, "attributes": attrs})
 		if err != nil {
-			return
+			return err
 		}
-		go func() {
-			p.wait()
-			out, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-			if err != nil {
-				in.Close()
-				return
-			}
-			p.mu.Lock()
-			p.conns[in], p.conns[out] = struct{}{}, struct{}{}
-			p.mu.Unlock()
-			go p.pipe(out, in)
-			p.pipe(in, out)
-		}()
+		if _, err := n.p.Toxics.AddToxicJson(bytes.NewReader(raw)); err != nil {
+			return fmt.Errorf("toxiproxy %s: add %s: %w", n.p.Name, name, err)
+		}
+		names = append(names, name)
 	}
+	time.Sleep(d)
+	for _, name := range names {
+		if err := n.p.Toxics.RemoveToxic(context.Background(), name); err != nil {
+			return fmt.Errorf("toxiproxy %s: remove %s: %w", n.p.Name, name, err)
+		}
+	}
+	return nil
 }
 
-// wait blocks while the proxy is a black hole.
-func (p *netProxy) wait() {
-	p.mu.Lock()
-	for p.holes {
-		p.healed.Wait()
-	}
-	p.mu.Unlock()
+// Latency delays what flows each way by d, for span.
+func (n *netProxy) Latency(d, span time.Duration) error {
+	return n.toxic("latency", map[string]any{"latency": d.Milliseconds()}, span)
 }
 
-func (p *netProxy) pipe(dst, src net.Conn) {
-	defer func() {
-		dst.Close()
-		src.Close()
-		p.mu.Lock()
-		delete(p.conns, dst)
-		delete(p.conns, src)
-		p.mu.Unlock()
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.wait()
-			if d := time.Duration(p.latency.Load()); d > 0 {
-				time.Sleep(d)
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
+// Reset resets (TCP RST) every connection that carries data within span,
+// those opened meanwhile included.
+func (n *netProxy) Reset(span time.Duration) error {
+	return n.toxic("reset_peer", map[string]any{"timeout": 0}, span)
 }
+
+// Partition drops what flows either way for span, connections left open.
+func (n *netProxy) Partition(span time.Duration) error {
+	return n.toxic("timeout", map[string]any{"timeout": 0}, span)
+}
+
+// Close stops the proxy and closes its connections.
+func (n *netProxy) Close() { n.p.Stop() }

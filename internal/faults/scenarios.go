@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -17,7 +18,7 @@ var scenarios = []*Scenario{
 	{ID: 6, Name: "broker-restart", Title: "nats-server restarted ×5 on the same store", Full: 20000, run: brokerRestart},
 	{ID: 7, Name: "cluster-node-loss", Title: "3-node NATS cluster, R3: one node killed and restarted, then another", Full: 20000, run: clusterNodeLoss},
 	{ID: 8, Name: "postgres-crash", Title: "PostgreSQL stop -m immediate ×5 + pg_terminate_backend ×5", Full: 20000, run: postgresCrash},
-	{ID: 9, Name: "network", Title: "network faults through a TCP proxy: latency, resets, partitions", Full: 20000, run: network},
+	{ID: 9, Name: "network", Title: "network faults through toxiproxy: latency above ACK_WAIT, resets, a 30 s partition", Full: 20000, run: network},
 	{ID: 10, Name: "hot-lead", Title: "hot lead: 50 concurrent requests for one lead, 50 for one new company", run: hotLead},
 	{ID: 11, Name: "poison", Title: "poison: 1% fail forever", Full: 20000, run: poison},
 	{ID: 12, Name: "relay-kill", Title: "kill -9 of the relay leader ×10, 2 processes", Full: 20000, run: relayKill},
@@ -442,9 +443,9 @@ func (r *run) relayLeader(ctx context.Context) string {
 	return name
 }
 
-// 9: network faults between leadflow and its servers, through TCP proxies
-// of the suite's own (toxiproxy-style): latency, connection resets and
-// partitions that keep connections open, towards PostgreSQL and NATS.
+// 9: network faults between leadflow and its servers, through in-process
+// toxiproxy proxies: latency above ACK_WAIT, connections reset by peer,
+// and a 30 s partition that leaves connections open and drops what they carry.
 func network(r *run) error {
 	ctx := r.ctx
 	if err := r.sharedDB(ctx); err != nil {
@@ -457,43 +458,50 @@ func network(r *run) error {
 	if err != nil {
 		return err
 	}
-	pgProxy, err := startProxy(u.Host)
+	pgProxy, err := startProxy(fmt.Sprintf("postgres-%d", r.sc.ID), u.Host)
 	if err != nil {
 		return err
 	}
 	defer pgProxy.Close()
-	natsProxy, err := startProxy(fmt.Sprintf("127.0.0.1:%d", r.nats[0].Port))
+	natsProxy, err := startProxy(fmt.Sprintf("nats-%d", r.sc.ID), fmt.Sprintf("127.0.0.1:%d", r.nats[0].Port))
 	if err != nil {
 		return err
 	}
 	defer natsProxy.Close()
 	u.Host = pgProxy.Addr()
+	const ackWait = 5 * time.Second
 	if err := r.startLeadflow(2, map[string]string{"LEADFLOW_DATABASE_URL": u.String(),
-		"LEADFLOW_NATS_URL": "nats://" + natsProxy.Addr()}); err != nil {
+		"LEADFLOW_NATS_URL": "nats://" + natsProxy.Addr(), "LEADFLOW_ACK_WAIT": ackWait.String()}); err != nil {
 		return err
 	}
 	if err := r.connect(ctx); err != nil {
 		return err
 	}
-	const span = 10 * time.Second
+	const latency, span, partition = ackWait + time.Second, 15 * time.Second, 30 * time.Second
 	faults := []struct {
 		what string
-		do   func()
+		do   func() error
 	}{
-		{"PostgreSQL +100 ms latency each way for 10 s", func() { pgProxy.SetLatency(100 * time.Millisecond); time.Sleep(span); pgProxy.SetLatency(0) }},
-		{"PostgreSQL connections reset", func() { r.logf("reset %d connections", pgProxy.Reset()) }},
-		{"NATS connections reset", func() { r.logf("reset %d connections", natsProxy.Reset()) }},
-		{"NATS partition (connections open, nothing flows) for 10 s", func() { natsProxy.Blackhole(true); time.Sleep(span); natsProxy.Blackhole(false) }},
-		{"PostgreSQL partition for 10 s", func() { pgProxy.Blackhole(true); time.Sleep(span); pgProxy.Blackhole(false) }},
-		{"NATS +100 ms latency each way for 10 s", func() { natsProxy.SetLatency(100 * time.Millisecond); time.Sleep(span); natsProxy.SetLatency(0) }},
-		{"PostgreSQL and NATS connections reset together", func() { pgProxy.Reset(); natsProxy.Reset() }},
+		{fmt.Sprintf("PostgreSQL latency %s each way (ACK_WAIT %s) for %s", latency, ackWait, span),
+			func() error { return pgProxy.Latency(latency, span) }},
+		{"PostgreSQL connections reset by peer for 2 s", func() error { return pgProxy.Reset(2 * time.Second) }},
+		{fmt.Sprintf("NATS latency %s each way for %s", latency, span), func() error { return natsProxy.Latency(latency, span) }},
+		{"NATS connections reset by peer for 2 s", func() error { return natsProxy.Reset(2 * time.Second) }},
+		{fmt.Sprintf("PostgreSQL and NATS partitioned for %s (connections open, data dropped)", partition), func() error {
+			errs := make(chan error, 2)
+			go func() { errs <- pgProxy.Partition(partition) }()
+			go func() { errs <- natsProxy.Partition(partition) }()
+			return errors.Join(<-errs, <-errs)
+		}},
 	}
 	reqs := standardRequests("faults-net", "net", r.n, nil)
 	var done []string
 	err = r.drive(ctx, reqs, len(faults), func(i int) error {
 		f := faults[i]
 		r.fault("%s", f.what)
-		f.do()
+		if err := f.do(); err != nil {
+			return err
+		}
 		done = append(done, f.what)
 		return nil
 	})
