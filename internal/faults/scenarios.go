@@ -12,7 +12,7 @@ import (
 var scenarios = []*Scenario{
 	{ID: 1, Name: "baseline", Title: "baseline, 2 processes", Full: 20000, run: baseline},
 	{ID: 2, Name: "kill9", Title: "kill -9 of a worker process ×10, 2 processes", Full: 20000, run: killWorkers(2)},
-	{ID: 3, Name: "commit-ack-crash", Title: "crash between commit and ack ×10", Full: 5000, run: commitAckCrash},
+	{ID: 3, Name: "commit-ack-crash", Title: "crash between commit and ack ×100", Full: 5000, run: commitAckCrash},
 	{ID: 4, Name: "ack-wait-overrun", Title: "ack-wait overrun: 1% slower than ACK_WAIT, 4 workers", Full: 20000, run: ackWaitOverrun},
 	{ID: 5, Name: "duplicates", Title: "every request published 3×, 1% again after the duplicate window", Full: 20000, run: duplicates},
 	{ID: 6, Name: "broker-restart", Title: "nats-server restarted ×5 on the same store", Full: 20000, run: brokerRestart},
@@ -96,7 +96,7 @@ func commitAckCrash(r *run) error {
 	if err != nil {
 		return err
 	}
-	const crashes = 10
+	crashes := max(r.n/50, 1) // 100 at full size
 	every := max(r.n/crashes, 1)
 	crashKeys := map[string]bool{}
 	reqs := standardRequests("faults-crash", "crash", r.n, func(i int) string {

@@ -183,7 +183,10 @@ type item struct {
 // wait: a batch that waits for a lock, or requests that wait their turn
 // after a failed batch, are not redelivered meanwhile, and their deliveries
 // count only real failures. A redelivered request failed or was cut short
-// before, so it is applied on its own, lest it fail a batch again.
+// before: the redelivered ones are applied together, apart from the fresh,
+// so that one that fails again or runs slow holds back only its kind; and
+// applied together, requests cut short by a crash commit together, rather
+// than one by one, each exposed to the next crash until its turn comes.
 func (w *Worker) handleBatch(shutdown context.Context, msgs []jetstream.Msg) {
 	items := make([]*item, 0, len(msgs))
 	for _, msg := range msgs {
@@ -195,14 +198,15 @@ func (w *Worker) handleBatch(shutdown context.Context, msgs []jetstream.Msg) {
 		return
 	}
 	defer w.heartbeat(items)()
-	var fresh []*item
+	var fresh, again []*item
 	for _, it := range items {
 		if it.md.NumDelivered > 1 {
-			w.handle(shutdown, it)
+			again = append(again, it)
 		} else {
 			fresh = append(fresh, it)
 		}
 	}
+	w.apply(shutdown, again)
 	w.apply(shutdown, fresh)
 }
 
