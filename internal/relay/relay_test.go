@@ -8,11 +8,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/leadflow/leadflow/internal/config"
 	"github.com/leadflow/leadflow/internal/store"
 	"github.com/leadflow/leadflow/internal/stream"
 	"github.com/leadflow/leadflow/internal/testenv"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -29,16 +27,7 @@ func setup(t *testing.T) bundle {
 	st, err := store.Open(ctx, testenv.Database(t), 8)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
-	srv := testenv.StartNATS(t)
-	nc, err := nats.Connect(srv.URL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	topo := stream.New(config.Config{RequestsStream: "LEAD_REQUESTS", EventsStream: "LEAD_EVENTS", DeadLetterStream: "LEAD_DEAD_LETTERS",
-		DeadLetterPrefix: "leadflow.dead", Consumer: "leadflow", AckWait: time.Second, MaxAckPending: 100, Replicas: 1,
-		DuplicateWindow: time.Minute, RequestsRetention: "limits"})
-	require.NoError(t, topo.Ensure(ctx, js))
+	js, topo := testenv.Streams(t, time.Second)
 	return bundle{st: st, js: js, topo: topo}
 }
 

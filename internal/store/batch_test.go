@@ -15,12 +15,23 @@ import (
 )
 
 // openStore opens a store on a fresh database of its own.
-func openStore(t testing.TB) *store.Store {
+func openStore(t testing.TB) *store.Store { return openStoreConns(t, 4) }
+
+// openStoreConns is openStore with at most conns connections.
+func openStoreConns(t testing.TB, conns int32) *store.Store {
 	t.Helper()
-	st, err := store.Open(context.Background(), testenv.Database(t), 4)
+	st, err := store.Open(context.Background(), testenv.Database(t), conns)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 	return st
+}
+
+// countOf is the count that sql, a SELECT count(*), returns.
+func countOf(t testing.TB, st *store.Store, sql string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, st.Pool().QueryRow(context.Background(), sql).Scan(&n))
+	return n
 }
 
 // poisonLeads has a trigger refuse every lead whose id starts with
@@ -109,11 +120,7 @@ func TestProcessBatchIsolatesAFault(t *testing.T) {
 	require.ErrorContains(t, outs[1].Err, "poisoned lead")
 	require.Empty(t, outs[1].Event)
 	require.Equal(t, "lead.qualified", outs[2].Event)
-	count := func(sql string) int {
-		var n int
-		require.NoError(t, st.Pool().QueryRow(ctx, sql).Scan(&n))
-		return n
-	}
+	count := func(sql string) int { return countOf(t, st, sql) }
 	require.Equal(t, 2, count(`SELECT count(*) FROM leads`))
 	require.Equal(t, 2, count(`SELECT count(*) FROM accounts`))
 	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key = 'b'`), "the bad request's claim is released")
@@ -161,11 +168,7 @@ func TestProcessBatchSinglesOutFaults(t *testing.T) {
 		require.NoError(t, outs[i].Err, "request %d", i)
 		require.Equal(t, "lead.qualified", outs[i].Event, "request %d", i)
 	}
-	count := func(sql string) int {
-		var n int
-		require.NoError(t, st.Pool().QueryRow(ctx, sql).Scan(&n))
-		return n
-	}
+	count := func(sql string) int { return countOf(t, st, sql) }
 	require.Equal(t, 3, count(`SELECT count(*) FROM leads`))
 	require.Equal(t, 3, count(`SELECT count(*) FROM outbox WHERE subject = 'lead.qualified'`))
 	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key IN ('b', 'd')`), "the bad requests' claims are released")
@@ -190,9 +193,7 @@ func TestProcessBatchSinglesOutFaults(t *testing.T) {
 func TestProcessBatchLastAtFault(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.Database(t), 1)
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := openStoreConns(t, 1)
 	poisonLeads(t, st)
 	outs, err := st.ProcessBatch(ctx, []*conversion.Parsed{parsed(t, "x", "fine-x", "Fine X"),
 		parsed(t, "y", "poison-y", "Bad Y"), parsed(t, "z", "poison-z", "Bad Z")})
@@ -231,11 +232,7 @@ func TestProcessBatchFaultAfterItsLead(t *testing.T) {
 		require.NoError(t, outs[i].Err, "request %d", i)
 		require.Equal(t, "lead.qualified", outs[i].Event, "request %d", i)
 	}
-	count := func(sql string) int {
-		var n int
-		require.NoError(t, st.Pool().QueryRow(ctx, sql).Scan(&n))
-		return n
-	}
+	count := func(sql string) int { return countOf(t, st, sql) }
 	require.Equal(t, 3, count(`SELECT count(*) FROM leads`))
 	require.Zero(t, count(`SELECT count(*) FROM leads WHERE id IN ('lead-b', 'poison-d')`))
 	require.Equal(t, 3, count(`SELECT count(*) FROM accounts`))
@@ -250,9 +247,7 @@ func TestProcessBatchFaultAfterItsLead(t *testing.T) {
 func TestFaultKeepsStatementsPrepared(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.Database(t), 1)
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := openStoreConns(t, 1)
 	poisonLeads(t, st)
 	prepared := func() map[string]time.Time {
 		rows, err := st.Pool().Query(ctx, `SELECT name, prepare_time FROM pg_prepared_statements`)

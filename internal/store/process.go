@@ -208,11 +208,8 @@ func write(ctx context.Context, tx pgx.Tx, writers []*request, w *writes) error 
 		// A statement may run for the first time in this round (the release
 		// of a request's claim just found at fault), and an aborted
 		// transaction prepares none: a failed try is rolled back first.
-		if a.rollback {
-			a.rollback = false
-			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT half; RELEASE SAVEPOINT half"); err != nil {
-				return fmt.Errorf("write: %w", err)
-			}
+		if err := a.flush(); err != nil {
+			return err
 		}
 		b := &pgx.Batch{}
 		b.Queue("SAVEPOINT " + savepoint)
@@ -246,6 +243,12 @@ func write(ctx context.Context, tx pgx.Tx, writers []*request, w *writes) error 
 		if err := a.halve(steps[k], owners, err); err != nil {
 			return err
 		}
+		var before []int // owners with rows in an earlier statement
+		if len(a.found) > 0 {
+			for _, s := range steps[:k] {
+				before = append(before, stepOwners(s)...)
+			}
+		}
 		earlier := false
 		for o, err := range a.found {
 			faulty[o] = true
@@ -255,9 +258,7 @@ func write(ctx context.Context, tx pgx.Tx, writers []*request, w *writes) error 
 				w.released.add(*r.p.OrgID, *r.p.Key)
 				w.own(-1)
 			}
-			for _, s := range steps[:k] {
-				earlier = earlier || slices.Contains(stepOwners(s), o)
-			}
+			earlier = earlier || slices.Contains(before, o)
 		}
 		from, savepoint = k+1, "part"
 		if earlier {
@@ -334,6 +335,19 @@ func (a *apart) try(s step, owners []int) (fault, err error) {
 	}
 	a.rollback = true
 	return err, nil
+}
+
+// flush rolls back a failed try, if one is pending, in a round trip of its
+// own.
+func (a *apart) flush() error {
+	if !a.rollback {
+		return nil
+	}
+	a.rollback = false
+	if _, err := a.tx.Exec(a.ctx, "ROLLBACK TO SAVEPOINT half; RELEASE SAVEPOINT half"); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
 }
 
 // queueRollback queues the rollback of a failed try, if one is pending, and

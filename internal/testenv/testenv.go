@@ -18,8 +18,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/leadflow/leadflow/internal/config"
 	"github.com/leadflow/leadflow/internal/store"
+	"github.com/leadflow/leadflow/internal/stream"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // DefaultAdminURL is the database server tests use unless
@@ -272,4 +276,27 @@ func pipe(dst, src net.Conn) {
 	}
 	dst.Close()
 	src.Close()
+}
+
+// Streams starts a JetStream server of the test's own and creates
+// leadflow's streams and consumer on it, the consumer with ackWait.
+func Streams(t testing.TB, ackWait time.Duration) (jetstream.JetStream, stream.Topology) {
+	t.Helper()
+	srv := StartNATS(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatalf("connect to nats: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	topo := stream.New(config.Config{RequestsStream: "LEAD_REQUESTS", EventsStream: "LEAD_EVENTS", DeadLetterStream: "LEAD_DEAD_LETTERS",
+		DeadLetterPrefix: "leadflow.dead", Consumer: "leadflow", AckWait: ackWait, MaxAckPending: 100, Replicas: 1,
+		DuplicateWindow: time.Minute, RequestsRetention: "limits"})
+	if err := topo.Ensure(context.Background(), js); err != nil {
+		t.Fatalf("streams: %v", err)
+	}
+	return js, topo
 }
