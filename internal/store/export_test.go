@@ -7,8 +7,8 @@ import (
 )
 
 // OpenTraced is Open with tracer on every connection.
-func OpenTraced(ctx context.Context, url string, tracer pgx.QueryTracer) (*Store, error) {
-	return open(ctx, url, 4, tracer)
+func OpenTraced(ctx context.Context, url string, maxConns int32, tracer pgx.QueryTracer) (*Store, error) {
+	return open(ctx, url, maxConns, tracer)
 }
 
 // GenericPlans and CustomPlans switch a transaction's plan mode.

@@ -115,7 +115,7 @@ func TestGenericPlansUseTheirIndex(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rec := &recorder{}
-	st, err := store.OpenTraced(ctx, testenv.Database(t), rec)
+	st, err := store.OpenTraced(ctx, testenv.Database(t), 4, rec)
 	require.NoError(t, err)
 	defer st.Close()
 	require.NoError(t, st.PutSettings(ctx, "org-p", []byte(`{"duplicate_rules": {

@@ -101,11 +101,11 @@ type request struct {
 }
 
 func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Outcome, error) {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	tx, err := s.begin(ctx, "BEGIN")
 	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+		return nil, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
+	defer tx.end(ctx)
 
 	now := time.Now()
 	reqs := make([]*request, len(ps))
@@ -161,9 +161,6 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 	if err := write(ctx, tx, writers, w); err != nil {
 		return nil, err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
 	outs := make([]Outcome, len(reqs))
 	for i, r := range reqs {
 		outs[i] = r.out
@@ -180,14 +177,14 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 // an earlier statement, from the first (what was read and locked stays
 // either way). A fault thus costs its batch a few round trips of one
 // statement, not a second write.
-func write(ctx context.Context, tx pgx.Tx, writers []*request, w *writes) error {
+func write(ctx context.Context, tx *txn, writers []*request, w *writes) error {
 	steps := w.steps()
 	if len(writers) < 2 {
 		b := &pgx.Batch{}
 		for _, s := range steps {
 			s(b, nil)
 		}
-		if _, err := send(ctx, tx, b); err != nil {
+		if _, err := send(ctx, tx, b, true); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 		return nil
@@ -218,7 +215,7 @@ func write(ctx context.Context, tx pgx.Tx, writers []*request, w *writes) error 
 			starts = append(starts, b.Len())
 			s(b, keep)
 		}
-		at, err := send(ctx, tx, b)
+		at, err := send(ctx, tx, b, true)
 		if err == nil {
 			return nil
 		}
@@ -235,7 +232,7 @@ func write(ctx context.Context, tx pgx.Tx, writers []*request, w *writes) error 
 		for _, s := range steps[from:k] {
 			s(b, keep)
 		}
-		if _, err := send(ctx, tx, b); err != nil {
+		if _, err := send(ctx, tx, b, false); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 		owners := slices.DeleteFunc(stepOwners(steps[k]), func(o int) bool { return faulty[o] })
@@ -265,7 +262,7 @@ func write(ctx context.Context, tx pgx.Tx, writers []*request, w *writes) error 
 			b := &pgx.Batch{}
 			a.queueRollback(b)
 			b.Queue("ROLLBACK TO SAVEPOINT batch")
-			if _, err := send(ctx, tx, b); err != nil {
+			if _, err := send(ctx, tx, b, false); err != nil {
 				return fmt.Errorf("write: %w", err)
 			}
 			from, savepoint = 0, "batch"
@@ -277,7 +274,7 @@ func write(ctx context.Context, tx pgx.Tx, writers []*request, w *writes) error 
 // some of them.
 type apart struct {
 	ctx context.Context
-	tx  pgx.Tx
+	tx  *txn
 	// found holds the owners at fault, with their error.
 	found map[int]error
 	// rollback is set when the last try failed: the next round trip opens
@@ -326,7 +323,7 @@ func (a *apart) try(s step, owners []int) (fault, err error) {
 	b.Queue("SAVEPOINT half")
 	s(b, func(o int) bool { return slices.Contains(owners, o) })
 	b.Queue("RELEASE SAVEPOINT half")
-	at, err := send(a.ctx, a.tx, b)
+	at, err := send(a.ctx, a.tx, b, false)
 	if err == nil {
 		return nil, nil
 	}
@@ -362,23 +359,37 @@ func (a *apart) queueRollback(b *pgx.Batch) int {
 	return 2
 }
 
-// send sends b and reads its results, and tells which statement failed.
-// Its statements run as prepared statements of their own (prepare).
-func send(ctx context.Context, tx pgx.Tx, b *pgx.Batch) (at int, err error) {
+// send sends b and reads its results, and tells which statement of b
+// failed. Its statements run as prepared statements of their own (prepare).
+// With commit, b ends with the transaction's COMMIT, which runs only if
+// every statement before it succeeded (a failure skips the rest of a round
+// trip); should the COMMIT fail, at is -1.
+func send(ctx context.Context, tx *txn, b *pgx.Batch, commit bool) (at int, err error) {
+	if commit {
+		b.Queue("COMMIT")
+	}
 	if b.Len() == 0 {
 		return 0, nil
 	}
+	shift := tx.queueBegin(b)
 	if err := prepare(ctx, tx.Conn(), b); err != nil {
 		return 0, err
 	}
-	br := tx.SendBatch(ctx, b)
+	br := tx.conn.SendBatch(ctx, b)
 	for at = range b.Len() {
 		if _, err = br.Exec(); err != nil {
 			_ = br.Close()
-			return at, err
+			if commit && at == b.Len()-1 {
+				return -1, fmt.Errorf("commit: %w", err)
+			}
+			return at - shift, err
 		}
 	}
-	return 0, br.Close()
+	if err := br.Close(); err != nil {
+		return 0, err
+	}
+	tx.committed = commit
+	return 0, nil
 }
 
 // statementNames maps the SQL of the write statements to the names they are
@@ -430,7 +441,7 @@ func stepOwners(s step) []int {
 // run one at a time, whether or not its row exists yet), the orgs' settings
 // and the records they name. Rows and locks are taken in a fixed order, so
 // that two batches cannot deadlock.
-func load(ctx context.Context, tx pgx.Tx, reqs []*request) error {
+func load(ctx context.Context, tx *txn, reqs []*request) error {
 	b := &pgx.Batch{}
 	generic := len(reqs) > 0 && !reqs[0].preview
 	if generic {
@@ -613,7 +624,7 @@ func (r *request) decide() error {
 // creates a duplicate. Requests that link what exists take no lock, and so
 // never queue behind each other. Within one batch the locks cannot separate
 // two requests, so the later of two that claim the same value is deferred.
-func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
+func probe(ctx context.Context, tx *txn, reqs []*request) error {
 	claimed := map[string]*request{}
 	var active []*request
 	for _, r := range reqs {
@@ -689,7 +700,7 @@ func probe(ctx context.Context, tx pgx.Tx, reqs []*request) error {
 
 // lookup takes locks, when there are any, then runs the drafts' probes in one
 // round trip and resolves each draft with its matches.
-func lookup(ctx context.Context, tx pgx.Tx, reqs []*request, locks []string) error {
+func lookup(ctx context.Context, tx *txn, reqs []*request, locks []string) error {
 	b := &pgx.Batch{}
 	if len(locks) > 0 {
 		b.Queue(locksSQL, locks)
@@ -836,11 +847,11 @@ func (s *Store) Preview(ctx context.Context, p *conversion.Parsed) (Preview, err
 	if p.Invalid != nil {
 		return Preview{Rejection: p.Invalid}, nil
 	}
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	tx, err := s.begin(ctx, "BEGIN READ ONLY")
 	if err != nil {
-		return Preview{}, fmt.Errorf("begin: %w", err)
+		return Preview{}, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	defer tx.end(ctx)
 	r := &request{p: p, now: time.Now(), preview: true}
 	reqs := []*request{r}
 	if err := load(ctx, tx, reqs); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,23 +17,69 @@ import (
 // types, and bytea arrays sent as they are. A batch writes each table in
 // one statement, however many requests it holds.
 type rows struct {
-	cols  []string    // column names
-	types []string    // SQL type each column is cast to
+	*shape
 	vals  [][]*string // per text column
 	bins  [][][]byte  // per bytea column
 	owner []int       // per row, the request it is written for (writes.own)
 }
 
+// shape is the columns of rows, shared by all rows of one spec, with the
+// statements built from them once: every batch writes the same tables.
+type shape struct {
+	cols      []string // column names
+	types     []string // SQL type each column is cast to
+	selectSQL string   // see shapeOf
+	inserts   sync.Map // table and suffix → INSERT statement
+}
+
+// shapes holds a *shape per spec (its columns joined by commas).
+var shapes sync.Map
+
 func newRows(spec ...string) *rows {
-	r := &rows{}
-	for _, s := range spec {
-		name, typ, _ := strings.Cut(s, " ")
-		r.cols = append(r.cols, name)
-		r.types = append(r.types, typ)
+	sh := shapeOf(spec)
+	return &rows{shape: sh, vals: make([][]*string, len(sh.cols)), bins: make([][][]byte, len(sh.cols))}
+}
+
+// shapeOf returns the shape of spec, "name type" per column. Its selectSQL
+// is `SELECT <casts> FROM unnest($1::text[], ...) WITH ORDINALITY`, which
+// yields the rows in the order they were added.
+func shapeOf(spec []string) *shape {
+	key := strings.Join(spec, ",")
+	if sh, ok := shapes.Load(key); ok {
+		return sh.(*shape)
 	}
-	r.vals = make([][]*string, len(r.cols))
-	r.bins = make([][][]byte, len(r.cols))
-	return r
+	sh := &shape{}
+	params := make([]string, len(spec))
+	names := make([]string, len(spec))
+	casts := make([]string, len(spec))
+	for i, s := range spec {
+		name, typ, _ := strings.Cut(s, " ")
+		sh.cols = append(sh.cols, name)
+		sh.types = append(sh.types, typ)
+		names[i] = "c" + strconv.Itoa(i)
+		if typ == "bytea" {
+			params[i] = fmt.Sprintf("$%d::bytea[]", i+1)
+			casts[i] = fmt.Sprintf("u.c%d", i)
+			continue
+		}
+		params[i] = fmt.Sprintf("$%d::text[]", i+1)
+		casts[i] = fmt.Sprintf("u.c%d::%s", i, typ)
+	}
+	sh.selectSQL = fmt.Sprintf("SELECT %s FROM unnest(%s) WITH ORDINALITY AS u(%s, n) ORDER BY u.n",
+		strings.Join(casts, ", "), strings.Join(params, ", "), strings.Join(names, ", "))
+	actual, _ := shapes.LoadOrStore(key, sh)
+	return actual.(*shape)
+}
+
+// insertSQL is INSERT INTO table (cols) <selectSQL> suffix.
+func (sh *shape) insertSQL(table, suffix string) string {
+	key := table + " " + suffix
+	if sql, ok := sh.inserts.Load(key); ok {
+		return sql.(string)
+	}
+	sql := fmt.Sprintf("INSERT INTO %s (%s) %s %s", table, strings.Join(sh.cols, ", "), sh.selectSQL, suffix)
+	sh.inserts.Store(key, sql)
+	return sql
 }
 
 // add appends a row: one value per column, nil for NULL.
@@ -55,7 +102,7 @@ func (r *rows) filter(keep func(owner int) bool) *rows {
 	if keep == nil {
 		return r
 	}
-	out := &rows{cols: r.cols, types: r.types, vals: make([][]*string, len(r.cols)), bins: make([][][]byte, len(r.cols))}
+	out := &rows{shape: r.shape, vals: make([][]*string, len(r.cols)), bins: make([][][]byte, len(r.cols))}
 	for row, o := range r.owner {
 		if !keep(o) {
 			continue
@@ -79,32 +126,12 @@ func (r *rows) len() int {
 	return len(r.vals[0])
 }
 
-// selectSQL is `SELECT <casts> FROM unnest($1::text[], ...) WITH ORDINALITY`,
-// in the order the rows were added.
-func (r *rows) selectSQL() string {
-	params := make([]string, len(r.cols))
-	names := make([]string, len(r.cols))
-	casts := make([]string, len(r.cols))
-	for i := range r.cols {
-		names[i] = "c" + strconv.Itoa(i)
-		if r.types[i] == "bytea" {
-			params[i] = fmt.Sprintf("$%d::bytea[]", i+1)
-			casts[i] = fmt.Sprintf("u.c%d", i)
-			continue
-		}
-		params[i] = fmt.Sprintf("$%d::text[]", i+1)
-		casts[i] = fmt.Sprintf("u.c%d::%s", i, r.types[i])
-	}
-	return fmt.Sprintf("SELECT %s FROM unnest(%s) WITH ORDINALITY AS u(%s, n) ORDER BY u.n",
-		strings.Join(casts, ", "), strings.Join(params, ", "), strings.Join(names, ", "))
-}
-
 // queueInsert queues INSERT INTO table (cols) <rows> <suffix>, unless empty.
 func (r *rows) queueInsert(b *pgx.Batch, table, suffix string) {
 	if r.len() == 0 {
 		return
 	}
-	b.Queue(fmt.Sprintf("INSERT INTO %s (%s) %s %s", table, strings.Join(r.cols, ", "), r.selectSQL(), suffix), r.args()...)
+	b.Queue(r.insertSQL(table, suffix), r.args()...)
 }
 
 // insert is the step that inserts the rows into table.

@@ -146,7 +146,7 @@ func (w *writes) steps() []step {
 				b.Queue(fmt.Sprintf(`UPDATE %s x SET account_id = t.account_id, contact_id = t.contact_id, opportunity_id = t.opportunity_id
 					FROM (%s) AS t(org_id, lead_id, account_id, contact_id, opportunity_id)
 					WHERE x.org_id = t.org_id AND x.lead_id = t.lead_id
-					AND (x.account_id, x.contact_id, x.opportunity_id) IS DISTINCT FROM (t.account_id, t.contact_id, t.opportunity_id)`, table, targets.selectSQL()), targets.args()...)
+					AND (x.account_id, x.contact_id, x.opportunity_id) IS DISTINCT FROM (t.account_id, t.contact_id, t.opportunity_id)`, table, targets.selectSQL), targets.args()...)
 			}
 		})
 	}
@@ -177,7 +177,7 @@ func (w *writes) steps() []step {
 			if outcomes.len() > 0 {
 				b.Queue(fmt.Sprintf(`UPDATE idempotency_keys i SET outcome = u.outcome, event_subject = u.event_subject, event = u.event, event_id = u.event_id
 					FROM (%s) AS u(org_id, key, outcome, event_subject, event, event_id)
-					WHERE i.org_id = u.org_id AND i.key = u.key`, outcomes.selectSQL()), outcomes.args()...)
+					WHERE i.org_id = u.org_id AND i.key = u.key`, outcomes.selectSQL), outcomes.args()...)
 			}
 		},
 		func(b *pgx.Batch, keep func(int) bool) { queueReleased(b, w.released.filter(keep)) },
@@ -194,7 +194,7 @@ func (w *writes) steps() []step {
 func queueReleased(b *pgx.Batch, released *rows) {
 	if released.len() > 0 {
 		b.Queue(fmt.Sprintf(`DELETE FROM idempotency_keys i USING (%s) AS u(org_id, key)
-			WHERE i.org_id = u.org_id AND i.key = u.key`, released.selectSQL()), released.args()...)
+			WHERE i.org_id = u.org_id AND i.key = u.key`, released.selectSQL), released.args()...)
 	}
 }
 
