@@ -8,11 +8,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -82,6 +84,14 @@ type result struct {
 	workerCPU, pgCPU float64
 	bytesPerLead     float64
 	outcomes         map[string]int
+	// handling is the quantiles (p50, p95, p99) of leadflow's own
+	// leadflow_request_duration_seconds, receipt to settlement, as the upper
+	// bounds of their histogram buckets.
+	handling []float64
+	// split divides the latency of the outcomes at the event's time, when
+	// the transaction that decided it began: before, waiting in the stream
+	// and for a worker; after, the transaction, the relay and the delivery.
+	split *[2][3]time.Duration
 }
 
 func run(ctx context.Context, o options) error {
@@ -251,6 +261,7 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	}
 	sent := make([]time.Time, len(reqs))
 	lat := make([]time.Duration, len(reqs))
+	before := make([]time.Duration, len(reqs))
 	outcomes := map[string]int{}
 	var mu sync.Mutex
 	var done atomic.Int64
@@ -258,8 +269,9 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	var last time.Time
 	handler := func(m *nats.Msg) {
 		var e struct {
-			Type          string `json:"type"`
-			CorrelationID string `json:"correlationid"`
+			Type          string    `json:"type"`
+			Time          time.Time `json:"time"`
+			CorrelationID string    `json:"correlationid"`
 			Data          struct {
 				Code string `json:"code"`
 			} `json:"data"`
@@ -275,6 +287,7 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 			return
 		}
 		lat[i] = now.Sub(sent[i])
+		before[i] = min(max(e.Time.Sub(sent[i]), 0), lat[i])
 		outcomes[strings.TrimSpace(e.Type+" "+e.Data.Code)]++
 		last = now
 		if done.Add(1) == int64(len(reqs)) {
@@ -328,6 +341,17 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	mu.Unlock()
 	r := result{name: "end to end (leadflow serve)", n: len(reqs), took: took, outcomes: outcomes}
 	r.p50, r.p95, r.p99 = percentiles(lat)
+	after := make([]time.Duration, len(lat))
+	for i := range lat {
+		after[i] = lat[i] - before[i]
+	}
+	var split [2][3]time.Duration
+	split[0][0], split[0][1], split[0][2] = percentiles(before)
+	split[1][0], split[1][1], split[1][2] = percentiles(after)
+	r.split = &split
+	if o.httpAddr != "" {
+		r.handling = scrapeQuantiles("http://"+o.httpAddr+"/metrics", "leadflow_request_duration_seconds", 0.5, 0.95, 0.99)
+	}
 	r.workerCPU = procCPU(worker) - cpuBefore
 	r.pgCPU = postgresCPU() - pgBefore
 	r.rssKB = peakRSS(worker)
@@ -409,6 +433,19 @@ func print(o options, rs []result) {
 			rss, per1k(r.workerCPU), per1k(r.pgCPU), bpl)
 	}
 	_ = w.Flush()
+	for _, r := range rs {
+		if r.split == nil {
+			continue
+		}
+		if len(r.handling) == 3 {
+			fmt.Printf("  leadflow's handling, receipt to settlement (/metrics buckets): p50 ≤ %gs, p95 ≤ %gs, p99 ≤ %gs\n",
+				r.handling[0], r.handling[1], r.handling[2])
+		}
+		for i, part := range []string{"publish → transaction begins (stream, fetch, linger)", "transaction begins → outcome received (transaction, relay, delivery)"} {
+			fmt.Printf("  %s: p50 %s, p95 %s, p99 %s\n", part, r.split[i][0].Round(100*time.Microsecond),
+				r.split[i][1].Round(100*time.Microsecond), r.split[i][2].Round(100*time.Microsecond))
+		}
+	}
 	if len(rs) > 1 {
 		fmt.Printf("end to end / ceiling: %.2f\n", rs[1].took.Seconds()/rs[0].took.Seconds())
 	}
@@ -576,4 +613,49 @@ func takeProfile(addr, path string) {
 	}
 	defer f.Close()
 	_, _ = io.Copy(f, resp.Body)
+}
+
+// scrapeQuantiles reads the histogram name from a Prometheus text page,
+// summed over its label sets, and returns the upper bound of the bucket
+// that holds each quantile q; nil when it cannot.
+func scrapeQuantiles(url, name string, qs ...float64) []float64 {
+	resp, err := http.Get(url) //nolint:gosec,noctx // the bench's own leadflow
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	counts := map[float64]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"_bucket{") {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `le="`)
+		le, rest, _ := strings.Cut(rest, `"`)
+		bound, err := strconv.ParseFloat(le, 64)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(rest[strings.LastIndex(rest, " "):]), 64)
+		if err != nil {
+			continue
+		}
+		counts[bound] += n
+	}
+	bounds := slices.Sorted(maps.Keys(counts))
+	if len(bounds) == 0 || counts[bounds[len(bounds)-1]] == 0 {
+		return nil
+	}
+	total := counts[bounds[len(bounds)-1]]
+	out := make([]float64, len(qs))
+	for i, q := range qs {
+		for _, b := range bounds {
+			if counts[b] >= q*total {
+				out[i] = b
+				break
+			}
+		}
+	}
+	return out
 }
