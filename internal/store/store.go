@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
+	"github.com/leadflow/leadflow/internal/conversion"
 )
 
 //go:embed migrations/*.sql
@@ -120,7 +121,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err := m.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	return nil
+	return s.ensureAllProbeIndexes(ctx)
 }
 
 // Settings returns an org's stored settings document, "{}" when it has none.
@@ -137,9 +138,18 @@ func (s *Store) Settings(ctx context.Context, orgID string) ([]byte, error) {
 }
 
 // PutSettings replaces an org's settings document. The caller validates it.
-// It applies to every request processed after it commits.
+// It applies to every request processed after it commits. The probe indexes
+// that its duplicate rules need are built first, if missing (probeIndex).
 func (s *Store) PutSettings(ctx context.Context, orgID string, settings []byte) error {
-	_, err := s.pool.Exec(ctx, `
+	set, err := conversion.ParseSettings(settings)
+	if err != nil {
+		return err
+	}
+	// The indexes first: the rules apply to the next request once written.
+	if err := s.ensureProbeIndexes(ctx, probeIndexes(&set)); err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `
 		INSERT INTO org_settings (org_id, settings) VALUES ($1, $2)
 		ON CONFLICT (org_id) DO UPDATE SET settings = excluded.settings, updated_at = now()`,
 		orgID, string(settings))
