@@ -110,9 +110,10 @@ type command struct {
 
 var extra = map[string]command{}
 
+// withStore runs f on a store of two connections. It sets no time limit
+// (an interrupt ends it): migrations, and a settings put whose rules need
+// indexes, build indexes, which takes as long as the tables are large.
 func withStore(ctx context.Context, cfg config.Config, f func(*store.Store) error) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
 	st, err := store.Open(ctx, cfg.DatabaseURL, 2)
 	if err != nil {
 		return err
