@@ -31,6 +31,7 @@ services:
 test: services
 	$(GO) vet ./...
 	LEADFLOW_TEST_DATABASE_URL='$(LEADFLOW_TEST_DATABASE_URL)' $(GO) test -race -count=1 ./...
+	$(GO) test -tags faults -count=1 -run '^TestFaultPoint' ./internal/worker/
 
 # bench: the end-to-end benchmark (cmd/leadflow-bench: its own nats-server
 # and leadflow serve, a fresh leadflow_bench database); docs/performance.md.

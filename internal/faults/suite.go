@@ -209,8 +209,10 @@ func describeSource(ctx context.Context, repo, rev string) string {
 	return desc
 }
 
+// goBuild builds pkg with the faults tag, which gives leadflow its fault
+// points (internal/worker/faultpoint.go) and changes nothing else.
 func goBuild(ctx context.Context, dir, out, pkg string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "faults", "-o", out, pkg)
 	cmd.Dir = dir
 	cmd.Env = os.Environ()
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -366,11 +366,19 @@ func (w *Worker) fail(it *item, err error) {
 	_ = it.msg.NakWithDelay(delay)
 }
 
+// crashAfterCommit is a fault point between a request's commit and its
+// acknowledgement. It is nil but in a binary built with the faults tag
+// (faultpoint.go), where LEADFLOW_FAULT_CRASH_AFTER_COMMIT sets it.
+var crashAfterCommit func(p *conversion.Parsed, replayed bool)
+
 // done acknowledges a request whose transaction committed.
 func (w *Worker) done(it *item, out store.Outcome) {
 	it.settled.Store(true)
 	if w.afterCommit != nil && !w.afterCommit(it.msg) {
 		return
+	}
+	if crashAfterCommit != nil {
+		crashAfterCommit(it.p, out.Replayed)
 	}
 	if err := it.msg.Ack(); err != nil {
 		// Committed: a redelivery replays the recorded outcome.
