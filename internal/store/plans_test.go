@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -16,40 +16,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// recorder keeps the statements leadflow sends, in order.
-type recorder struct {
-	mu   sync.Mutex
-	sqls []string
-}
-
-func (r *recorder) add(sql string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sqls = append(r.sqls, sql)
-}
-
-func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	r.add(d.SQL)
-	return ctx
-}
-func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (r *recorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	return ctx
-}
-func (r *recorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
-	r.add(store.StatementSQL(d.SQL))
-}
-func (r *recorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-
 // generic is the statements that ran on generic plans: those between
 // GenericPlans and the end of the transaction, outside CustomPlans.
-func (r *recorder) generic() []string {
+func (r *trips) generic() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := map[string]bool{}
 	var out []string
 	on := false
-	for _, sql := range r.sqls {
+	for _, sql := range slices.Concat(r.all...) {
 		switch low := strings.ToLower(strings.TrimSpace(sql)); {
 		case sql == store.GenericPlans:
 			on = true
@@ -114,7 +89,7 @@ func genericPlanFaults(t *testing.T, ctx context.Context, tx pgx.Tx, name, sql s
 func TestGenericPlansUseTheirIndex(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rec := &recorder{}
+	rec := &trips{}
 	st, err := store.OpenTraced(ctx, testenv.Database(t), 4, rec)
 	require.NoError(t, err)
 	defer st.Close()
