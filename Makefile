@@ -40,7 +40,7 @@ bench: services
 	$(GO) run ./cmd/leadflow-bench $(BENCH_FLAGS)
 
 # faults: the reliability fault suite at full size; rewrites the table of
-# docs/reliability.md (about 25 minutes). FAULTS_FLAGS="--short" for a fifth.
+# docs/reliability.md (about 10 minutes). FAULTS_FLAGS="--short" for a fifth.
 FAULTS_FLAGS ?=
 faults: services
 	scripts/faults.sh $(FAULTS_FLAGS)

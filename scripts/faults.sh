@@ -3,7 +3,7 @@
 # against real leadflow, nats-server and PostgreSQL processes on loopback, and
 # rewrites the generated table of docs/reliability.md.
 #
-#   scripts/faults.sh                      every scenario, full size (about 25 minutes on 2 cores)
+#   scripts/faults.sh                      every scenario, full size (about 10 minutes on 2 cores)
 #   scripts/faults.sh --rev HEAD           the same, building leadflow from a git revision
 #   scripts/faults.sh --scenario 2,6 --out ''   some scenarios, without touching the document
 #
