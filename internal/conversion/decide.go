@@ -322,7 +322,7 @@ func probesFor(org string, s *Settings, lookup bool, targets ...*Target) []Probe
 		}
 		norm := NormalizeRecord(t.Type, t.Values.Fields)
 		for _, rule := range s.Rules(t.Type) {
-			cols := ruleColumns(t.Type, rule.Field)
+			cols := RuleColumns(t.Type, rule.Field)
 			for _, leadCol := range cols {
 				v := norm[leadCol]
 				if v == "" && !rule.MatchBlanks {

@@ -102,12 +102,9 @@ var ruleFields = map[string][]string{
 	RecordContact: {"email", "phone", "business_phone", "mobile_phone", "first_name", "last_name"},
 }
 
-// ruleColumns maps a rule field to the normalized columns it compares.
-// RuleColumns is the record columns that a rule on field compares: the
+// RuleColumns maps a rule field to the normalized columns it compares: the
 // field's own, or both phone columns for a contact's phone.
-func RuleColumns(typ, field string) []string { return ruleColumns(typ, field) }
-
-func ruleColumns(typ, field string) []string {
+func RuleColumns(typ, field string) []string {
 	if typ == RecordContact && field == "phone" {
 		return []string{"business_phone", "mobile_phone"}
 	}

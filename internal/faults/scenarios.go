@@ -74,8 +74,8 @@ func killWorkers(procs int) func(*run) error {
 // 3: a leadflow process dies after its transaction committed and before it
 // acknowledged, through the fault point of a binary built with the faults
 // tag: LEADFLOW_FAULT_CRASH_AFTER_COMMIT=crash- has a process that committed
-// the first delivery of a request for a crash- lead kill itself (SIGKILL)
-// before its ack. The suite restarts each process that died. The request was
+// the outcome of a request for a crash- lead (not a replay of it) kill
+// itself (SIGKILL) before its ack. The suite restarts each process that died. The request was
 // never acknowledged: its redelivery must replay the recorded outcome.
 func commitAckCrash(r *run) error {
 	ctx := r.ctx

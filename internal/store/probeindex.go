@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/leadflow/leadflow/internal/conversion"
 )
 
@@ -36,15 +38,18 @@ func (ix probeIndex) create() string {
 		ix.name(), ix.table, col, keyChars, col)
 }
 
-// probeIndexes lists the indexes that set's duplicate rules need.
-func probeIndexes(set *conversion.Settings) []probeIndex {
+// probeIndexes lists the indexes that the duplicate rules of sets need,
+// each once.
+func probeIndexes(sets ...*conversion.Settings) []probeIndex {
 	var out []probeIndex
-	for _, typ := range probeTypes {
-		for _, rule := range set.Rules(typ) {
-			for _, col := range conversion.RuleColumns(typ, rule.Field) {
-				ix := probeIndex{table: tables[typ], column: col, reversed: rule.Match == conversion.MatchLastN}
-				if !slices.Contains(out, ix) {
-					out = append(out, ix)
+	for _, set := range sets {
+		for _, typ := range probeTypes {
+			for _, rule := range set.Rules(typ) {
+				for _, col := range conversion.RuleColumns(typ, rule.Field) {
+					ix := probeIndex{table: tables[typ], column: col, reversed: rule.Match == conversion.MatchLastN}
+					if !slices.Contains(out, ix) {
+						out = append(out, ix)
+					}
 				}
 			}
 		}
@@ -77,32 +82,18 @@ func (s *Store) ensureProbeIndexes(ctx context.Context, ixs []probeIndex) error 
 		}
 	}()
 	for _, ix := range ixs {
-		var valid []bool
-		rows, err := conn.Query(ctx, `SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-			WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace`, ix.name())
-		if err == nil {
-			for rows.Next() {
-				var v bool
-				if err = rows.Scan(&v); err != nil {
-					break
-				}
-				valid = append(valid, v)
-			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("build probe index %s: %w", ix.name(), err)
-		}
-		if len(valid) == 1 && valid[0] {
+		var valid bool
+		err := conn.QueryRow(ctx, `SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace`, ix.name()).Scan(&valid)
+		switch {
+		case err == nil && valid:
 			continue
-		}
-		if len(valid) == 1 {
+		case err == nil: // left invalid by a build that failed
 			if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+ix.name()); err != nil {
 				return fmt.Errorf("drop invalid probe index %s: %w", ix.name(), err)
 			}
+		case !errors.Is(err, pgx.ErrNoRows):
+			return fmt.Errorf("build probe index %s: %w", ix.name(), err)
 		}
 		if _, err := conn.Exec(ctx, ix.create()); err != nil {
 			return fmt.Errorf("build probe index %s: %w", ix.name(), err)
@@ -119,30 +110,17 @@ func (s *Store) ensureAllProbeIndexes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read org settings: %w", err)
 	}
-	var raws [][]byte
-	for rows.Next() {
-		var raw []byte
-		if err := rows.Scan(&raw); err != nil {
-			rows.Close()
-			return fmt.Errorf("read org settings: %w", err)
-		}
-		raws = append(raws, raw)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	raws, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
 		return fmt.Errorf("read org settings: %w", err)
 	}
-	var ixs []probeIndex
+	var sets []*conversion.Settings
 	for _, raw := range raws {
 		set, err := conversion.ParseSettings(raw)
 		if err != nil {
 			continue // decided with defaults, whose indexes the migrations build
 		}
-		for _, ix := range probeIndexes(&set) {
-			if !slices.Contains(ixs, ix) {
-				ixs = append(ixs, ix)
-			}
-		}
+		sets = append(sets, &set)
 	}
-	return s.ensureProbeIndexes(ctx, ixs)
+	return s.ensureProbeIndexes(ctx, probeIndexes(sets...))
 }

@@ -388,7 +388,9 @@ func send(ctx context.Context, tx *txn, b *pgx.Batch, commit bool) (at int, err 
 	if err := br.Close(); err != nil {
 		return 0, err
 	}
-	tx.committed = commit
+	if commit {
+		tx.committed = true
+	}
 	return 0, nil
 }
 
