@@ -44,7 +44,7 @@ type options struct {
 	external, ceiling, keep       bool
 	seed                          int
 	preload                       int
-	profile                       string
+	profile, timeline             string
 	httpAddr                      string
 }
 
@@ -68,6 +68,7 @@ func main() {
 	flag.IntVar(&o.seed, "seed", 1, "random seed")
 	flag.IntVar(&o.preload, "preload", 0, "accounts and contacts to insert into the org tables before measuring")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the started leadflow, taken during the run, to this file")
+	flag.StringVar(&o.timeline, "timeline", "", "write each request's publish time and latencies (ms, CSV) to this file")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "leadflow-bench:", err)
@@ -349,6 +350,11 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	split[0][0], split[0][1], split[0][2] = percentiles(before)
 	split[1][0], split[1][1], split[1][2] = percentiles(after)
 	r.split = &split
+	if o.timeline != "" {
+		if err := writeTimeline(o.timeline, start, sent, before, lat); err != nil {
+			return result{}, err
+		}
+	}
 	if o.httpAddr != "" {
 		r.handling = scrapeQuantiles("http://"+o.httpAddr+"/metrics", "leadflow_request_duration_seconds", 0.5, 0.95, 0.99)
 	}
@@ -357,6 +363,18 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	r.rssKB = peakRSS(worker)
 	r.bytesPerLead = float64(dbSize(ctx, dbURL)-bytesBefore) / float64(len(reqs))
 	return r, nil
+}
+
+// writeTimeline writes one line per request: when it was published after
+// the first, and its latency before and after its transaction began.
+func writeTimeline(path string, start time.Time, sent []time.Time, before, lat []time.Duration) error {
+	var b strings.Builder
+	b.WriteString("published_ms,before_ms,after_ms\n")
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	for i := range sent {
+		fmt.Fprintf(&b, "%.3f,%.3f,%.3f\n", ms(sent[i].Sub(start)), ms(before[i]), ms(lat[i]-before[i]))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // ceiling applies the same requests straight through the store: one

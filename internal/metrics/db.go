@@ -40,7 +40,7 @@ func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
 		age float64
 	)
 	err := c.pool.QueryRow(ctx,
-		`SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM outbox`).Scan(&n, &age)
+		`SELECT coalesce(sum(cardinality(event_ids)), 0), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM outbox`).Scan(&n, &age)
 	if err != nil {
 		err = fmt.Errorf("query the outbox: %w", err)
 		ch <- prometheus.NewInvalidMetric(outboxBacklogDesc, err)

@@ -137,10 +137,10 @@ func TestOutboxAndPool(t *testing.T) {
 	require.Equal(t, 0.0, value(t, text, "leadflow_outbox_backlog"))
 	require.Equal(t, 0.0, value(t, text, "leadflow_outbox_oldest_age_seconds"))
 
-	_, err := pool.Exec(ctx, `INSERT INTO outbox (org_id, event_id, subject, payload, created_at) VALUES
-		('acme', gen_random_uuid(), 'lead.qualified', '{}', now() - interval '90 seconds'),
-		('acme', gen_random_uuid(), 'account.created', '{}', now() - interval '5 seconds'),
-		('acme', gen_random_uuid(), 'contact.created', '{}', now())`)
+	// Two rows, one of two events and one of one.
+	_, err := pool.Exec(ctx, `INSERT INTO outbox (org_id, event_ids, subjects, payloads, headers, created_at) VALUES
+		('acme', ARRAY[gen_random_uuid(), gen_random_uuid()], '{account.created,lead.qualified}', '{"\\x7b7d","\\x7b7d"}', '{NULL,NULL}', now() - interval '90 seconds'),
+		('acme', ARRAY[gen_random_uuid()], '{contact.created}', '{"\\x7b7d"}', '{NULL}', now())`)
 	require.NoError(t, err)
 
 	text = scrape(t, m)
@@ -163,7 +163,7 @@ func TestOutboxAndPool(t *testing.T) {
 func TestOutboxQueryFailureKeepsTheRest(t *testing.T) {
 	t.Parallel()
 	pool, m := setupDB(t)
-	_, err := pool.Exec(context.Background(), `DROP TABLE outbox`)
+	_, err := pool.Exec(context.Background(), `DROP TABLE outbox CASCADE`)
 	require.NoError(t, err)
 	m.Request("lead.qualify.requested", metrics.Acked, "", time.Millisecond, 1)
 

@@ -4,11 +4,13 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/leadflow/leadflow/internal/metrics"
 	"github.com/leadflow/leadflow/internal/store"
@@ -28,7 +30,9 @@ const Channel = "leadflow_outbox"
 
 // Config tunes a relay.
 type Config struct {
-	// Batch is how many events are published before they are marked (deleted).
+	// Batch is about how many events one round publishes before their rows
+	// are deleted (a transaction's row is read whole), and how many may
+	// await their PubAcks at once.
 	Batch int
 	// Poll is how often the outbox is read when no notification arrives.
 	Poll time.Duration
@@ -111,12 +115,12 @@ func (r *Relay) lead(ctx context.Context, flushTimeout time.Duration) error {
 
 	bo := r.backoff()
 	for {
-		n, err := r.flush(ctx)
+		_, more, err := r.flush(ctx)
 		if ctx.Err() != nil {
 			fctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 			defer cancel()
 			for fctx.Err() == nil {
-				if n, err := r.flush(fctx); err != nil || n == 0 {
+				if n, _, err := r.flush(fctx); err != nil || n == 0 {
 					return err
 				}
 			}
@@ -132,7 +136,7 @@ func (r *Relay) lead(ctx context.Context, flushTimeout time.Duration) error {
 			continue
 		}
 		bo.Reset()
-		if n == r.cfg.Batch {
+		if more {
 			continue
 		}
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.Poll)
@@ -144,93 +148,138 @@ func (r *Relay) lead(ctx context.Context, flushTimeout time.Duration) error {
 	}
 }
 
-// flush publishes up to one batch of the oldest events and deletes those
-// JetStream acknowledged. It returns how many it published.
-func (r *Relay) flush(ctx context.Context) (int, error) {
-	rows, err := r.pool.Query(ctx, `SELECT seq, event_id::text, subject, payload, headers FROM outbox ORDER BY seq LIMIT $1`, r.cfg.Batch)
+// readOutbox reads the oldest outbox rows, in order, until they hold at
+// least $1 events (or $1 rows). A row holds the events of one transaction
+// for one org; it is read whole.
+const readOutbox = `SELECT seq, event_ids::text[], subjects, payloads, headers::text[] FROM (
+	SELECT seq, event_ids, subjects, payloads, headers,
+		sum(cardinality(event_ids)) OVER (ORDER BY seq) - cardinality(event_ids) AS before
+	FROM outbox ORDER BY seq LIMIT $1) o
+WHERE before < $1 ORDER BY seq`
+
+// entry is one outbox row.
+type entry struct {
+	seq      int64
+	ids      []string
+	subjects []string
+	payloads [][]byte
+	headers  []*string
+}
+
+// flush publishes the events of the oldest outbox rows, about one batch of
+// them, with at most one batch awaiting PubAcks at a time, and deletes the
+// rows whose every event JetStream acknowledged. It returns how many events
+// were acknowledged, and whether more rows may be waiting.
+func (r *Relay) flush(ctx context.Context) (int, bool, error) {
+	rows, err := r.pool.Query(ctx, readOutbox, r.cfg.Batch)
 	if err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
+		return 0, false, fmt.Errorf("read outbox: %w", err)
 	}
-	type row struct {
-		seq     int64
-		id, sub string
-		payload []byte
-		headers map[string]string
-	}
-	var batch []row
-	for rows.Next() {
-		var x row
-		if err := rows.Scan(&x.seq, &x.id, &x.sub, &x.payload, &x.headers); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("read outbox: %w", err)
-		}
-		batch = append(batch, x)
-	}
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
+	batch, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (entry, error) {
+		var e entry
+		err := row.Scan(&e.seq, &e.ids, &e.subjects, &e.payloads, &e.headers)
+		return e, err
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("read outbox: %w", err)
 	}
 	if len(batch) == 0 {
-		return 0, nil
+		return 0, false, nil
 	}
 
-	futures := make([]jetstream.PubAckFuture, 0, len(batch))
-	var pubErr error
-	for _, x := range batch {
-		msg := &nats.Msg{Subject: r.topo.Subject(x.sub), Data: x.payload, Header: nats.Header{}}
-		for k, v := range x.headers {
-			msg.Header.Set(k, v)
-		}
-		msg.Header.Set(jetstream.MsgIDHeader, x.id)
-		f, err := r.js.PublishMsgAsync(msg)
-		if err != nil {
-			pubErr = err
-			break
-		}
-		futures = append(futures, f)
-	}
-	// Only a prefix of the batch that JetStream acknowledged is deleted, so
-	// that a failure re-publishes from the first unacknowledged event on, in
+	// Only the rows whose events were all acknowledged are deleted, so that a
+	// failure re-publishes from the first row not wholly acknowledged, in
 	// order; what was stored already is dropped as a duplicate.
 	timeout := time.NewTimer(r.cfg.PublishTimeout)
 	defer timeout.Stop()
+	var futures []jetstream.PubAckFuture
 	acked := 0
-wait:
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-			acked++
-		case err := <-f.Err():
-			pubErr = err
-			break wait
-		case <-timeout.C:
-			pubErr = errors.New("timed out waiting for PubAcks")
-			break wait
-		case <-ctx.Done():
-			pubErr = ctx.Err()
-			break wait
-		}
-	}
-	if acked > 0 {
-		if r.afterPublish != nil {
-			if err := r.afterPublish(); err != nil {
-				return 0, err
+	await := func(n int) error {
+		for ; acked < n; acked++ {
+			select {
+			case <-futures[acked].Ok():
+			case err := <-futures[acked].Err():
+				return err
+			case <-timeout.C:
+				return errors.New("timed out waiting for PubAcks")
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		}
-		seqs := make([]int64, acked)
+		return nil
+	}
+	var pubErr error
+	ends := make([]int, 0, len(batch)) // per row, the futures published up to its last event
+publish:
+	for _, e := range batch {
+		for i := range e.ids {
+			if len(futures)-acked >= r.cfg.Batch {
+				if pubErr = await(acked + 1); pubErr != nil {
+					break publish
+				}
+			}
+			f, err := r.js.PublishMsgAsync(r.message(e, i))
+			if err != nil {
+				pubErr = err
+				break publish
+			}
+			futures = append(futures, f)
+		}
+		ends = append(ends, len(futures))
+	}
+	if pubErr == nil {
+		pubErr = await(len(futures))
+	}
+	done := 0
+	for done < len(ends) && ends[done] <= acked {
+		done++
+	}
+	if done > 0 {
+		if r.afterPublish != nil {
+			if err := r.afterPublish(); err != nil {
+				return 0, false, err
+			}
+		}
+		seqs := make([]int64, done)
 		for i := range seqs {
 			seqs[i] = batch[i].seq
 		}
 		if _, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs); err != nil {
-			return 0, fmt.Errorf("mark published: %w", err)
+			return 0, false, fmt.Errorf("mark published: %w", err)
 		}
-		for _, x := range batch[:acked] {
-			r.m.Published(x.sub, 1)
+		for _, e := range batch[:done] {
+			for _, sub := range e.subjects {
+				r.m.Published(sub, 1)
+			}
 		}
 	}
 	if pubErr != nil {
-		return acked, fmt.Errorf("publish: %w", pubErr)
+		return acked, false, fmt.Errorf("publish: %w", pubErr)
 	}
-	return acked, nil
+	events := 0
+	for _, e := range batch {
+		events += len(e.ids)
+	}
+	return acked, len(batch) == r.cfg.Batch || events >= r.cfg.Batch, nil
+}
+
+// message is the i-th event of e as it is published: its id is the
+// deduplication id, so that an event published again is stored once.
+func (r *Relay) message(e entry, i int) *nats.Msg {
+	msg := &nats.Msg{Subject: r.topo.Subject(e.subjects[i]), Data: e.payloads[i], Header: nats.Header{}}
+	if h := e.headers[i]; h != nil {
+		var headers map[string]string
+		if err := json.Unmarshal([]byte(*h), &headers); err != nil {
+			// Written by leadflow as a JSON object of strings: this cannot
+			// happen short of someone editing the outbox by hand.
+			r.log.Warn().Int64("seq", e.seq).Msg("outbox event headers are not a JSON object of strings; published without them")
+		}
+		for k, v := range headers {
+			msg.Header.Set(k, v)
+		}
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, e.ids[i])
+	return msg
 }
 
 func (r *Relay) backoff() *backoff.ExponentialBackOff {

@@ -31,13 +31,21 @@ func setup(t *testing.T) bundle {
 	return bundle{st: st, js: js, topo: topo}
 }
 
-// fill writes n events for one lead into the outbox and returns their ids in order.
+// fill writes n events for one lead into the outbox, in rows of 1, 2, 3, …
+// 7 events as transactions would, and returns their ids in order.
 func (b bundle) fill(t *testing.T, n int) []string {
 	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = uuid.Must(uuid.NewV7()).String()
-		_, err := b.st.Pool().Exec(context.Background(), `INSERT INTO outbox (org_id, event_id, subject, payload) VALUES ('o', $1, 'lead.qualified', $2)`,
-			ids[i], fmt.Sprintf(`{"n":%d}`, i))
+	for i, size := 0, 1; i < n; i, size = i+size, size%7+1 {
+		row := ids[i:min(i+size, n)]
+		payloads := make([][]byte, len(row))
+		headers := make([]*string, len(row))
+		for k := range row {
+			row[k] = uuid.Must(uuid.NewV7()).String()
+			payloads[k] = fmt.Appendf(nil, `{"n":%d}`, i+k)
+		}
+		_, err := b.st.Pool().Exec(context.Background(), `INSERT INTO outbox (org_id, event_ids, subjects, payloads, headers)
+			VALUES ('o', $1::text[]::uuid[], array_fill('lead.qualified'::text, ARRAY[$4::int]), $2, $3::text[]::jsonb[])`,
+			row, payloads, headers, len(row))
 		require.NoError(t, err)
 	}
 	return ids
@@ -58,9 +66,10 @@ func (b bundle) published(t *testing.T) []string {
 	return ids
 }
 
+// outboxLen is the number of events in the outbox.
 func (b bundle) outboxLen(t *testing.T) int {
 	var n int
-	require.NoError(t, b.st.Pool().QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n))
+	require.NoError(t, b.st.Pool().QueryRow(context.Background(), `SELECT count(*) FROM outbox_events`).Scan(&n))
 	return n
 }
 
@@ -117,4 +126,53 @@ func TestOneRelayPublishes(t *testing.T) {
 	more := b.fill(t, 30)
 	require.Eventually(t, func() bool { return b.outboxLen(t) == 0 }, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, append(ids, more...), b.published(t))
+}
+
+// TestRowsLargerThanABatch: a transaction's row is published whole even when
+// it holds more events than a batch, in order, with each event's headers.
+func TestRowsLargerThanABatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var ids []string
+	for row := range 3 {
+		n := []int{12, 1, 9}[row]
+		part := make([]string, n)
+		payloads := make([][]byte, n)
+		headers := make([]*string, n)
+		for k := range part {
+			part[k] = uuid.Must(uuid.NewV7()).String()
+			payloads[k] = []byte(`{}`)
+			h := fmt.Sprintf(`{"traceparent": "00-%032x-%016x-01"}`, row+1, k+1)
+			headers[k] = &h
+		}
+		_, err := b.st.Pool().Exec(ctx, `INSERT INTO outbox (org_id, event_ids, subjects, payloads, headers)
+			VALUES (NULL, $1::text[]::uuid[], array_fill('lead.qualified'::text, ARRAY[$4::int]), $2, $3::text[]::jsonb[])`,
+			part, payloads, headers, n)
+		require.NoError(t, err)
+		ids = append(ids, part...)
+	}
+	r := New(b.st.Pool(), b.js, b.topo, Config{Batch: 5, Poll: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, nil, zerolog.Nop())
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { r.Run(rctx, time.Second); close(done) }() //nolint:errcheck
+	require.Eventually(t, func() bool { return b.outboxLen(t) == 0 }, 10*time.Second, 20*time.Millisecond)
+	stop()
+	<-done
+	require.Equal(t, ids, b.published(t))
+
+	cons, err := b.js.OrderedConsumer(ctx, "LEAD_EVENTS", jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err)
+	for i := range ids {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		require.NoError(t, err)
+		row, k := 1, i+1
+		if i >= 12 {
+			row, k = 2, 1
+		}
+		if i >= 13 {
+			row, k = 3, i-12
+		}
+		require.Equal(t, fmt.Sprintf("00-%032x-%016x-01", row, k), m.Headers().Get("traceparent"), "event %d", i)
+	}
 }

@@ -50,6 +50,10 @@ func Start(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Service
 		s.store.Close()
 		return nil, err
 	}
+	if err := s.store.Warm(ctx, cfg.Workers+1); err != nil {
+		s.store.Close()
+		return nil, err
+	}
 	s.nc, err = nats.Connect(cfg.NATSURL, nats.Name("leadflow"), nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: a disconnect we asked for, at shutdown

@@ -170,7 +170,7 @@ func TestProcessBatchSinglesOutFaults(t *testing.T) {
 	}
 	count := func(sql string) int { return countOf(t, st, sql) }
 	require.Equal(t, 3, count(`SELECT count(*) FROM leads`))
-	require.Equal(t, 3, count(`SELECT count(*) FROM outbox WHERE subject = 'lead.qualified'`))
+	require.Equal(t, 3, count(`SELECT count(*) FROM outbox_events WHERE subject = 'lead.qualified'`))
 	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key IN ('b', 'd')`), "the bad requests' claims are released")
 
 	outs, err = st.ProcessBatch(ctx, []*conversion.Parsed{
@@ -236,7 +236,7 @@ func TestProcessBatchFaultAfterItsLead(t *testing.T) {
 	require.Equal(t, 3, count(`SELECT count(*) FROM leads`))
 	require.Zero(t, count(`SELECT count(*) FROM leads WHERE id IN ('lead-b', 'poison-d')`))
 	require.Equal(t, 3, count(`SELECT count(*) FROM accounts`))
-	require.Equal(t, 3, count(`SELECT count(*) FROM outbox WHERE subject = 'lead.qualified'`))
+	require.Equal(t, 3, count(`SELECT count(*) FROM outbox_events WHERE subject = 'lead.qualified'`))
 	require.Equal(t, 3, count(`SELECT count(*) FROM idempotency_keys`), "the bad requests' claims are released")
 }
 

@@ -130,3 +130,15 @@ func TestCommitFails(t *testing.T) {
 	require.Equal(t, "lead.qualified", o.Event)
 	require.Equal(t, 1, countOf(t, st, `SELECT count(*) FROM leads`))
 }
+
+// TestWarm: Warm opens the connections it is asked for, within the pool's
+// limit, before any request needs them.
+func TestWarm(t *testing.T) {
+	t.Parallel()
+	st := openStoreConns(t, 5)
+	require.NoError(t, st.Warm(context.Background(), 3))
+	require.Equal(t, int32(3), st.Pool().Stat().TotalConns())
+	require.Equal(t, int32(3), st.Pool().Stat().IdleConns(), "and gives them back")
+	require.NoError(t, st.Warm(context.Background(), 9))
+	require.Equal(t, int32(5), st.Pool().Stat().TotalConns())
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/leadflow/leadflow/internal/conversion"
 )
 
@@ -54,6 +55,8 @@ func newWrites() *writes {
 		targets: newRows("org_id text", "lead_id text", "account_id uuid", "contact_id uuid", "opportunity_id uuid"),
 		summaries: newRows("org_id text", "id uuid", "lead_id text", "kind text", "opportunity_id uuid", "title text",
 			"body text", "created_at timestamptz"),
+		// One row per event here; queueOutbox writes them as one outbox row
+		// per org and reads these columns by position.
 		outbox:   newRows("org_id text", "event_id uuid", "subject text", "payload bytea", "headers jsonb"),
 		outcomes: newRows("org_id text", "key text", "outcome text", "event_subject text", "event bytea", "event_id uuid"),
 		released: newRows("org_id text", "key text"),
@@ -171,7 +174,7 @@ func (w *writes) steps() []step {
 			SET file_name = excluded.file_name, mime_type = excluded.mime_type, url = excluded.url, size_bytes = excluded.size_bytes`),
 		moves,
 		w.summaries.insert("notes", ""),
-		w.outbox.insert("outbox", ""),
+		func(b *pgx.Batch, keep func(int) bool) { queueOutbox(b, w.outbox.filter(keep)) },
 		func(b *pgx.Batch, keep func(int) bool) {
 			outcomes := w.outcomes.filter(keep)
 			if outcomes.len() > 0 {
@@ -188,6 +191,51 @@ func (w *writes) steps() []step {
 		},
 	}
 }
+
+// insertOutbox writes one outbox row: an org's events of one transaction,
+// in the order they were written.
+const insertOutbox = `INSERT INTO outbox (org_id, event_ids, subjects, payloads, headers)
+	VALUES ($1, $2::text[]::uuid[], $3::text[], $4::bytea[], $5::text[]::jsonb[])`
+
+// queueOutbox queues the events as one outbox row per org, in the order of
+// each org's first event; the relay publishes the rows in that order, and
+// the events of each row in theirs.
+func queueOutbox(b *pgx.Batch, events *rows) {
+	n := events.len()
+	orgs, ids, subjects := events.vals[0], events.vals[1], events.vals[2]
+	payloads, headers := events.bins[3], events.vals[4]
+	queue := func(org *string, ids, subjects []*string, payloads [][]byte, headers []*string) {
+		b.Queue(insertOutbox, org, pgtype.FlatArray[*string](ids), pgtype.FlatArray[*string](subjects),
+			payloads, pgtype.FlatArray[*string](headers))
+	}
+	var grouped []bool
+	for i := range n {
+		if grouped != nil && grouped[i] {
+			continue
+		}
+		var in []int
+		for j := i; j < n; j++ {
+			if (grouped == nil || !grouped[j]) && sameOrg(orgs[i], orgs[j]) {
+				in = append(in, j)
+			}
+		}
+		if len(in) == n {
+			queue(orgs[i], ids, subjects, payloads, headers) // one org, as most batches are
+			return
+		}
+		if grouped == nil {
+			grouped = make([]bool, n)
+		}
+		gi, gs, gp, gh := make([]*string, len(in)), make([]*string, len(in)), make([][]byte, len(in)), make([]*string, len(in))
+		for k, j := range in {
+			grouped[j] = true
+			gi[k], gs[k], gp[k], gh[k] = ids[j], subjects[j], payloads[j], headers[j]
+		}
+		queue(orgs[i], gi, gs, gp, gh)
+	}
+}
+
+func sameOrg(a, b *string) bool { return a == b || a != nil && b != nil && *a == *b }
 
 // queueReleased queues the release of the idempotency records claimed for
 // requests that wrote nothing.
