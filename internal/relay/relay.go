@@ -99,28 +99,30 @@ func (r *Relay) lead(ctx context.Context, flushTimeout time.Duration) error {
 		return nil
 	}
 	defer func() {
-		// The lock is the connection's: a connection that cannot unlock must
-		// not go back to the pool still holding it.
+		// The lock and the settings are the connection's: a connection that
+		// cannot give them up must not go back to the pool with them.
 		uctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, int64(leaderLock)); err != nil {
+		if _, err := conn.Exec(uctx, fmt.Sprintf("SELECT pg_advisory_unlock(%d); RESET plan_cache_mode; RESET enable_seqscan; UNLISTEN *",
+			int64(leaderLock))); err != nil {
 			conn.Conn().Close(uctx) //nolint:errcheck
 		}
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+	// The leader reads and deletes on its own connection, with plans made
+	// once: both statements have the primary key as their only way in.
+	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; LISTEN "+Channel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	defer conn.Exec(context.Background(), "UNLISTEN "+Channel) //nolint:errcheck
 	r.log.Info().Msg("relay publishing")
 
 	bo := r.backoff()
 	for {
-		_, more, err := r.flush(ctx)
+		_, more, err := r.flush(ctx, conn.Conn())
 		if ctx.Err() != nil {
 			fctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 			defer cancel()
 			for fctx.Err() == nil {
-				if n, _, err := r.flush(fctx); err != nil || n == 0 {
+				if n, _, err := r.flush(fctx, conn.Conn()); err != nil || n == 0 {
 					return err
 				}
 			}
@@ -170,8 +172,12 @@ type entry struct {
 // them, with at most one batch awaiting PubAcks at a time, and deletes the
 // rows whose every event JetStream acknowledged. It returns how many events
 // were acknowledged, and whether more rows may be waiting.
-func (r *Relay) flush(ctx context.Context) (int, bool, error) {
-	rows, err := r.pool.Query(ctx, readOutbox, r.cfg.Batch)
+func (r *Relay) flush(ctx context.Context, conn *pgx.Conn) (int, bool, error) {
+	// A statement cut short closes its connection, and with it the leader
+	// lock: statements run to their end however the publishing ends.
+	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
+	defer cancel()
+	rows, err := conn.Query(dbctx, readOutbox, r.cfg.Batch)
 	if err != nil {
 		return 0, false, fmt.Errorf("read outbox: %w", err)
 	}
@@ -244,7 +250,7 @@ publish:
 		for i := range seqs {
 			seqs[i] = batch[i].seq
 		}
-		if _, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs); err != nil {
+		if _, err := conn.Exec(dbctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs); err != nil {
 			return 0, false, fmt.Errorf("mark published: %w", err)
 		}
 		for _, e := range batch[:done] {

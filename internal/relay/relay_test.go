@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/leadflow/leadflow/internal/store"
 	"github.com/leadflow/leadflow/internal/stream"
 	"github.com/leadflow/leadflow/internal/testenv"
@@ -174,5 +176,69 @@ func TestRowsLargerThanABatch(t *testing.T) {
 			row, k = 3, i-12
 		}
 		require.Equal(t, fmt.Sprintf("00-%032x-%016x-01", row, k), m.Headers().Get("traceparent"), "event %d", i)
+	}
+}
+
+// TestLeaderGivesBackItsConnection: a relay that stops leading gives its
+// connection back to the pool as it found it: no leader lock, no LISTEN,
+// and every statement planned with its values again.
+func TestLeaderGivesBackItsConnection(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	r := New(b.st.Pool(), b.js, b.topo, Config{Batch: 10, Poll: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, nil, zerolog.Nop())
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { r.Run(rctx, time.Second); close(done) }() //nolint:errcheck
+	ids := b.fill(t, 5)
+	require.Eventually(t, func() bool { return b.outboxLen(t) == 0 }, 10*time.Second, 20*time.Millisecond)
+	var locks int
+	require.NoError(t, b.st.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&locks))
+	require.Equal(t, 1, locks, "the leader holds its lock while it publishes")
+	stop()
+	<-done
+	require.Equal(t, ids, b.published(t))
+
+	require.NoError(t, b.st.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&locks))
+	require.Zero(t, locks)
+	conns := b.st.Pool().AcquireAllIdle(ctx)
+	require.NotEmpty(t, conns)
+	for _, c := range conns {
+		var mode, seqscan string
+		var channels int
+		require.NoError(t, c.QueryRow(ctx, `SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan'),
+			(SELECT count(*) FROM pg_listening_channels())`).Scan(&mode, &seqscan, &channels))
+		require.Equal(t, "force_custom_plan", mode)
+		require.Equal(t, "on", seqscan)
+		require.Zero(t, channels)
+		c.Release()
+	}
+}
+
+// TestPlansUseThePrimaryKey: the leader's statements, planned once while the
+// outbox may be empty, reach its rows through the primary key, so that a
+// backlog of any size is read from its head.
+func TestPlansUseThePrimaryKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	pc, err := b.st.Pool().Acquire(ctx)
+	require.NoError(t, err)
+	conn := pc.Hijack()
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; PREPARE r AS "+readOutbox+
+		"; PREPARE d AS DELETE FROM outbox WHERE seq = ANY($1::bigint[])")
+	require.NoError(t, err)
+	for _, explain := range []string{`EXPLAIN EXECUTE r(512)`, `EXPLAIN EXECUTE d('{1,2}')`} {
+		rows, err := conn.Query(ctx, explain, pgx.QueryExecModeSimpleProtocol)
+		require.NoError(t, err)
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		plan := strings.Join(lines, "\n")
+		require.Regexp(t, `Index Scan (using )?on outbox_pkey|Index Scan using outbox_pkey`, plan, explain)
+		require.NotContains(t, plan, "Seq Scan", explain)
+		require.NotContains(t, plan, "Sort", explain)
 	}
 }
