@@ -57,7 +57,7 @@ func main() {
 	flag.IntVar(&o.notes, "notes", 1, "notes per lead")
 	flag.Float64Var(&o.invalid, "invalid", 0, "share of invalid requests")
 	flag.Float64Var(&o.rate, "rate", 0, "requests/s offered (0: as fast as possible)")
-	flag.IntVar(&o.workers, "workers", 4, "LEADFLOW_WORKERS of the started leadflow")
+	flag.IntVar(&o.workers, "workers", 8, "LEADFLOW_WORKERS of the started leadflow")
 	flag.StringVar(&o.bin, "bin", "", "leadflow binary (default: build ./cmd/leadflow)")
 	flag.StringVar(&o.adminURL, "admin-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to create the bench database on")
 	flag.StringVar(&o.db, "db", "leadflow_bench", "bench database (dropped and created afresh)")

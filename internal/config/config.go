@@ -22,12 +22,8 @@ type Config struct {
 	NATSURL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
 	// HTTPAddr is where /healthz, /readyz and /metrics listen.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:"127.0.0.1:8080"`
-	// Workers is how many transactions one process runs at once. While
-	// they are busy, the requests that arrive wait in the stream and the
-	// next free worker takes them together: few workers make large
-	// transactions at moderate rates, which cost the database far less per
-	// request than many small ones.
-	Workers int `envconfig:"WORKERS" default:"4"`
+	// Workers is how many transactions one process runs at once.
+	Workers int `envconfig:"WORKERS" default:"8"`
 	// Batch is the most requests one transaction applies; under load a
 	// worker takes what is waiting, up to this many, so that round trips
 	// and commits are shared. 1 gives every request a transaction of its own.

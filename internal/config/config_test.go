@@ -10,12 +10,12 @@ import (
 func TestLoadDefaults(t *testing.T) {
 	c, err := Load()
 	require.NoError(t, err)
-	require.Equal(t, 4, c.Workers)
+	require.Equal(t, 8, c.Workers)
 	require.Equal(t, 32, c.Batch)
 	require.Equal(t, 5*time.Millisecond, c.BatchLinger)
 	require.Equal(t, "LEAD_REQUESTS", c.RequestsStream)
 	require.Equal(t, 30*time.Second, c.AckWait)
-	require.Equal(t, int32(8), c.MaxConns())
+	require.Equal(t, int32(12), c.MaxConns())
 }
 
 // TestValidateNamesTheVariable: every invalid setting is reported with the
