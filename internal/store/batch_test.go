@@ -45,15 +45,25 @@ func poisonLeads(t testing.TB, st *store.Store) {
 	require.NoError(t, err)
 }
 
-func parsed(t testing.TB, key, lead, company string) *conversion.Parsed {
+// qualify parses a valid qualify request of org by a sales agent; an empty
+// onDuplicate leaves the field out.
+func qualify(t testing.TB, org, key, onDuplicate string, lead map[string]any) *conversion.Parsed {
 	t.Helper()
-	body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": "org-b",
-		"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}}, "on_duplicate": "use_existing",
-		"lead": map[string]any{"id": lead, "company": company, "last_name": "L" + key}})
+	req := map[string]any{"idempotency_key": key, "org_id": org,
+		"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}}, "lead": lead}
+	if onDuplicate != "" {
+		req["on_duplicate"] = onDuplicate
+	}
+	body, err := json.Marshal(req)
 	require.NoError(t, err)
 	p := conversion.Parse(conversion.SubjectQualify, body)
 	require.Nil(t, p.Invalid)
 	return p
+}
+
+func parsed(t testing.TB, key, lead, company string) *conversion.Parsed {
+	t.Helper()
+	return qualify(t, "org-b", key, conversion.OnDuplicateUseExisting, map[string]any{"id": lead, "company": company, "last_name": "L" + key})
 }
 
 // TestProcessBatch: one transaction decides each request as Process would;
@@ -146,13 +156,7 @@ func TestProcessBatchSinglesOutFaults(t *testing.T) {
 	_, err := st.Pool().Exec(ctx, `CREATE UNIQUE INDEX one_twin ON contacts (last_name) WHERE last_name = 'Twin'`)
 	require.NoError(t, err)
 	twin := func(key, lead, company string) *conversion.Parsed {
-		body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": "org-b",
-			"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}}, "on_duplicate": "use_existing",
-			"lead": map[string]any{"id": lead, "company": company, "last_name": "Twin"}})
-		require.NoError(t, err)
-		p := conversion.Parse(conversion.SubjectQualify, body)
-		require.Nil(t, p.Invalid)
-		return p
+		return qualify(t, "org-b", key, conversion.OnDuplicateUseExisting, map[string]any{"id": lead, "company": company, "last_name": "Twin"})
 	}
 	ps := []*conversion.Parsed{
 		parsed(t, "a", "fine-a", "Fine A"), parsed(t, "b", "poison-b", "Bad B"), parsed(t, "c", "fine-c", "Fine C"),

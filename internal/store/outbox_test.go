@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -36,13 +35,7 @@ func TestOutboxRowPerOrg(t *testing.T) {
 	t.Parallel()
 	st := openStore(t)
 	request := func(org, key, lead, company string) *conversion.Parsed {
-		body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": org,
-			"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}},
-			"lead":  map[string]any{"id": lead, "company": company, "last_name": "L"}})
-		require.NoError(t, err)
-		p := conversion.Parse(conversion.SubjectQualify, body)
-		require.Nil(t, p.Invalid)
-		return p
+		return qualify(t, org, key, "", map[string]any{"id": lead, "company": company, "last_name": "L"})
 	}
 	batch := []*conversion.Parsed{
 		request("org-x", "k1", "lead-1", "Acme"),

@@ -84,13 +84,7 @@ func TestProbeKeysKeepOrgsApart(t *testing.T) {
 			{"name": "name_prefix", "field": "name", "match": "first_n", "n": 1}], "contact": []}}`)))
 	}
 	req := func(org, key, company string) *conversion.Parsed {
-		body, err := json.Marshal(map[string]any{"idempotency_key": key, "org_id": org,
-			"actor": map[string]any{"id": "u", "roles": []string{"sales_agent"}},
-			"lead":  map[string]any{"id": key, "company": company, "last_name": "L"}})
-		require.NoError(t, err)
-		p := conversion.Parse(conversion.SubjectQualify, body)
-		require.Nil(t, p.Invalid)
-		return p
+		return qualify(t, org, key, "", map[string]any{"id": key, "company": company, "last_name": "L"})
 	}
 	o, err := st.Process(ctx, req("ab", "k1", "c"))
 	require.NoError(t, err)
