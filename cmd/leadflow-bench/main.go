@@ -84,6 +84,9 @@ type result struct {
 	rssKB            int64
 	workerCPU, pgCPU float64
 	bytesPerLead     float64
+	// walPerLead is the WAL the server wrote during the run, per request
+	// (all of the server's: the bench runs on an otherwise idle one).
+	walPerLead float64
 	outcomes         map[string]int
 	// handling is the quantiles (p50, p95, p99) of leadflow's own
 	// leadflow_request_duration_seconds, receipt to settlement, as the upper
@@ -303,7 +306,7 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 		_ = sub.SetPendingLimits(-1, -1)
 		defer sub.Unsubscribe() //nolint:errcheck
 	}
-	bytesBefore := dbSize(ctx, dbURL)
+	bytesBefore, walBefore := dbSize(ctx, dbURL), walPosition(ctx, dbURL)
 	cpuBefore, pgBefore := procCPU(worker), postgresCPU()
 	start := time.Now()
 	if o.profile != "" && o.httpAddr != "" {
@@ -362,6 +365,7 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	r.pgCPU = postgresCPU() - pgBefore
 	r.rssKB = peakRSS(worker)
 	r.bytesPerLead = float64(dbSize(ctx, dbURL)-bytesBefore) / float64(len(reqs))
+	r.walPerLead = float64(walSince(ctx, dbURL, walBefore)) / float64(len(reqs))
 	return r, nil
 }
 
@@ -395,7 +399,7 @@ func ceiling(ctx context.Context, o options, dbURL string, reqs []request) (resu
 	lat := make([]time.Duration, len(reqs))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	pgBefore := postgresCPU()
+	pgBefore, walBefore := postgresCPU(), walPosition(ctx, dbURL)
 	start := time.Now()
 	errs := make(chan error, 8)
 	for range 8 {
@@ -423,6 +427,7 @@ func ceiling(ctx context.Context, o options, dbURL string, reqs []request) (resu
 	default:
 	}
 	r := result{name: "ceiling (store only, 8 conns)", n: len(reqs), took: time.Since(start), pgCPU: postgresCPU() - pgBefore}
+	r.walPerLead = float64(walSince(ctx, dbURL, walBefore)) / float64(len(reqs))
 	r.p50, r.p95, r.p99 = percentiles(lat)
 	return r, nil
 }
@@ -431,7 +436,7 @@ func print(o options, rs []result) {
 	fmt.Printf("leadflow-bench: n=%d orgs=%d dup=%.2f opps=%d notes=%d invalid=%.2f rate=%v workers=%d preload=%d\n",
 		o.n, o.orgs, o.dup, o.opps, o.notes, o.invalid, o.rate, o.workers, o.preload)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "run\tconversions/s\tp50\tp95\tp99\tworker peak RSS\tworker CPU s/1k\tpostgres CPU s/1k\tDB bytes/lead")
+	fmt.Fprintln(w, "run\tconversions/s\tp50\tp95\tp99\tworker peak RSS\tworker CPU s/1k\tpostgres CPU s/1k\tDB bytes/lead\tWAL bytes/lead")
 	for _, r := range rs {
 		per1k := func(s float64) string {
 			if s == 0 {
@@ -439,16 +444,19 @@ func print(o options, rs []result) {
 			}
 			return fmt.Sprintf("%.3f", s/float64(r.n)*1000)
 		}
-		rss, bpl := "-", "-"
+		rss, bpl, wpl := "-", "-", "-"
 		if r.rssKB > 0 {
 			rss = fmt.Sprintf("%.1f MB", float64(r.rssKB)/1024)
 		}
 		if r.bytesPerLead > 0 {
 			bpl = fmt.Sprintf("%.0f", r.bytesPerLead)
 		}
-		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.name, float64(r.n)/r.took.Seconds(),
+		if r.walPerLead > 0 {
+			wpl = fmt.Sprintf("%.0f", r.walPerLead)
+		}
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.name, float64(r.n)/r.took.Seconds(),
 			r.p50.Round(100*time.Microsecond), r.p95.Round(100*time.Microsecond), r.p99.Round(100*time.Microsecond),
-			rss, per1k(r.workerCPU), per1k(r.pgCPU), bpl)
+			rss, per1k(r.workerCPU), per1k(r.pgCPU), bpl, wpl)
 	}
 	_ = w.Flush()
 	for _, r := range rs {
@@ -530,6 +538,34 @@ func preload(ctx context.Context, dbURL string, n int) error {
 	}
 	_, err = st.Pool().Exec(ctx, `ANALYZE accounts; ANALYZE contacts`)
 	return err
+}
+
+// walPosition is the server's current WAL position; "" when unreadable.
+func walPosition(ctx context.Context, dbURL string) string {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return ""
+	}
+	defer conn.Close(ctx)
+	var lsn string
+	_ = conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn)
+	return lsn
+}
+
+// walSince is how many bytes of WAL the server wrote since position from;
+// 0 when unknown.
+func walSince(ctx context.Context, dbURL, from string) int64 {
+	if from == "" {
+		return 0
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close(ctx)
+	var n int64
+	_ = conn.QueryRow(ctx, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint", from).Scan(&n)
+	return n
 }
 
 func dbSize(ctx context.Context, dbURL string) int64 {
