@@ -87,7 +87,7 @@ type result struct {
 	// walPerLead is the WAL the server wrote during the run, per request
 	// (all of the server's: the bench runs on an otherwise idle one).
 	walPerLead float64
-	outcomes         map[string]int
+	outcomes   map[string]int
 	// handling is the quantiles (p50, p95, p99) of leadflow's own
 	// leadflow_request_duration_seconds, receipt to settlement, as the upper
 	// bounds of their histogram buckets.
@@ -306,7 +306,7 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 		_ = sub.SetPendingLimits(-1, -1)
 		defer sub.Unsubscribe() //nolint:errcheck
 	}
-	bytesBefore, walBefore := dbSize(ctx, dbURL), walPosition(ctx, dbURL)
+	stateBefore := readDBState(ctx, dbURL)
 	cpuBefore, pgBefore := procCPU(worker), postgresCPU()
 	start := time.Now()
 	if o.profile != "" && o.httpAddr != "" {
@@ -364,8 +364,9 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	r.workerCPU = procCPU(worker) - cpuBefore
 	r.pgCPU = postgresCPU() - pgBefore
 	r.rssKB = peakRSS(worker)
-	r.bytesPerLead = float64(dbSize(ctx, dbURL)-bytesBefore) / float64(len(reqs))
-	r.walPerLead = float64(walSince(ctx, dbURL, walBefore)) / float64(len(reqs))
+	stateAfter := readDBState(ctx, dbURL)
+	r.bytesPerLead = float64(stateAfter.size-stateBefore.size) / float64(len(reqs))
+	r.walPerLead = float64(stateAfter.walSince(stateBefore)) / float64(len(reqs))
 	return r, nil
 }
 
@@ -399,7 +400,7 @@ func ceiling(ctx context.Context, o options, dbURL string, reqs []request) (resu
 	lat := make([]time.Duration, len(reqs))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	pgBefore, walBefore := postgresCPU(), walPosition(ctx, dbURL)
+	pgBefore, stateBefore := postgresCPU(), readDBState(ctx, dbURL)
 	start := time.Now()
 	errs := make(chan error, 8)
 	for range 8 {
@@ -427,7 +428,7 @@ func ceiling(ctx context.Context, o options, dbURL string, reqs []request) (resu
 	default:
 	}
 	r := result{name: "ceiling (store only, 8 conns)", n: len(reqs), took: time.Since(start), pgCPU: postgresCPU() - pgBefore}
-	r.walPerLead = float64(walSince(ctx, dbURL, walBefore)) / float64(len(reqs))
+	r.walPerLead = float64(readDBState(ctx, dbURL).walSince(stateBefore)) / float64(len(reqs))
 	r.p50, r.p95, r.p99 = percentiles(lat)
 	return r, nil
 }
@@ -540,43 +541,38 @@ func preload(ctx context.Context, dbURL string, n int) error {
 	return err
 }
 
-// walPosition is the server's current WAL position; "" when unreadable.
-func walPosition(ctx context.Context, dbURL string) string {
+// dbState is the bench database's size and the server's WAL position, or
+// zeros when they cannot be read.
+type dbState struct {
+	size int64
+	lsn  uint64
+}
+
+func readDBState(ctx context.Context, dbURL string) dbState {
+	var st dbState
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
-		return ""
+		return st
 	}
 	defer conn.Close(ctx)
 	var lsn string
-	_ = conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn)
-	return lsn
+	if conn.QueryRow(ctx, "SELECT pg_database_size(current_database()), pg_current_wal_lsn()::text").Scan(&st.size, &lsn) != nil {
+		return dbState{}
+	}
+	var hi, lo uint64
+	if _, err := fmt.Sscanf(lsn, "%X/%X", &hi, &lo); err == nil {
+		st.lsn = hi<<32 | lo
+	}
+	return st
 }
 
-// walSince is how many bytes of WAL the server wrote since position from;
-// 0 when unknown.
-func walSince(ctx context.Context, dbURL, from string) int64 {
-	if from == "" {
+// walSince is how many bytes of WAL the server wrote between before and
+// st; 0 when either position is unknown.
+func (st dbState) walSince(before dbState) int64 {
+	if st.lsn == 0 || before.lsn == 0 {
 		return 0
 	}
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return 0
-	}
-	defer conn.Close(ctx)
-	var n int64
-	_ = conn.QueryRow(ctx, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint", from).Scan(&n)
-	return n
-}
-
-func dbSize(ctx context.Context, dbURL string) int64 {
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return 0
-	}
-	defer conn.Close(ctx)
-	var n int64
-	_ = conn.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&n)
-	return n
+	return int64(st.lsn - before.lsn)
 }
 
 // procCPU is a process's user + system CPU seconds.

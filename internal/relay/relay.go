@@ -262,11 +262,8 @@ publish:
 	if pubErr != nil {
 		return acked, false, fmt.Errorf("publish: %w", pubErr)
 	}
-	events := 0
-	for _, e := range batch {
-		events += len(e.ids)
-	}
-	return acked, len(batch) == r.cfg.Batch || events >= r.cfg.Batch, nil
+	// Every event read was published and acknowledged.
+	return acked, len(batch) == r.cfg.Batch || acked >= r.cfg.Batch, nil
 }
 
 // message is the i-th event of e as it is published: its id is the

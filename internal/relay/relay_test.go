@@ -40,17 +40,23 @@ func (b bundle) fill(t *testing.T, n int) []string {
 	for i, size := 0, 1; i < n; i, size = i+size, size%7+1 {
 		row := ids[i:min(i+size, n)]
 		payloads := make([][]byte, len(row))
-		headers := make([]*string, len(row))
 		for k := range row {
 			row[k] = uuid.Must(uuid.NewV7()).String()
 			payloads[k] = fmt.Appendf(nil, `{"n":%d}`, i+k)
 		}
-		_, err := b.st.Pool().Exec(context.Background(), `INSERT INTO outbox (org_id, event_ids, subjects, payloads, headers)
-			VALUES ('o', $1::text[]::uuid[], array_fill('lead.qualified'::text, ARRAY[$4::int]), $2, $3::text[]::jsonb[])`,
-			row, payloads, headers, len(row))
-		require.NoError(t, err)
+		b.insert(t, row, payloads, make([]*string, len(row)))
 	}
 	return ids
+}
+
+// insert writes one outbox row of lead.qualified events, as a transaction
+// would.
+func (b bundle) insert(t *testing.T, ids []string, payloads [][]byte, headers []*string) {
+	t.Helper()
+	_, err := b.st.Pool().Exec(context.Background(), `INSERT INTO outbox (org_id, event_ids, subjects, payloads, headers)
+		VALUES ('o', $1::text[]::uuid[], array_fill('lead.qualified'::text, ARRAY[$4::int]), $2, $3::text[]::jsonb[])`,
+		ids, payloads, headers, len(ids))
+	require.NoError(t, err)
 }
 
 func (b bundle) published(t *testing.T) []string {
@@ -148,10 +154,7 @@ func TestRowsLargerThanABatch(t *testing.T) {
 			h := fmt.Sprintf(`{"traceparent": "00-%032x-%016x-01"}`, row+1, k+1)
 			headers[k] = &h
 		}
-		_, err := b.st.Pool().Exec(ctx, `INSERT INTO outbox (org_id, event_ids, subjects, payloads, headers)
-			VALUES (NULL, $1::text[]::uuid[], array_fill('lead.qualified'::text, ARRAY[$4::int]), $2, $3::text[]::jsonb[])`,
-			part, payloads, headers, n)
-		require.NoError(t, err)
+		b.insert(t, part, payloads, headers)
 		ids = append(ids, part...)
 	}
 	r := New(b.st.Pool(), b.js, b.topo, Config{Batch: 5, Poll: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}, nil, zerolog.Nop())

@@ -201,38 +201,33 @@ const insertOutbox = `INSERT INTO outbox (org_id, event_ids, subjects, payloads,
 // each org's first event; the relay publishes the rows in that order, and
 // the events of each row in theirs.
 func queueOutbox(b *pgx.Batch, events *rows) {
-	n := events.len()
-	orgs, ids, subjects := events.vals[0], events.vals[1], events.vals[2]
-	payloads, headers := events.bins[3], events.vals[4]
-	queue := func(org *string, ids, subjects []*string, payloads [][]byte, headers []*string) {
-		b.Queue(insertOutbox, org, pgtype.FlatArray[*string](ids), pgtype.FlatArray[*string](subjects),
-			payloads, pgtype.FlatArray[*string](headers))
+	orgs := events.vals[0]
+	var groups [][]int // per org, the indexes of its events
+	for j := range orgs {
+		k := slices.IndexFunc(groups, func(g []int) bool { return sameOrg(orgs[g[0]], orgs[j]) })
+		if k < 0 {
+			groups, k = append(groups, nil), len(groups)
+		}
+		groups[k] = append(groups[k], j)
 	}
-	var grouped []bool
-	for i := range n {
-		if grouped != nil && grouped[i] {
-			continue
-		}
-		var in []int
-		for j := i; j < n; j++ {
-			if (grouped == nil || !grouped[j]) && sameOrg(orgs[i], orgs[j]) {
-				in = append(in, j)
-			}
-		}
-		if len(in) == n {
-			queue(orgs[i], ids, subjects, payloads, headers) // one org, as most batches are
-			return
-		}
-		if grouped == nil {
-			grouped = make([]bool, n)
-		}
-		gi, gs, gp, gh := make([]*string, len(in)), make([]*string, len(in)), make([][]byte, len(in)), make([]*string, len(in))
-		for k, j := range in {
-			grouped[j] = true
-			gi[k], gs[k], gp[k], gh[k] = ids[j], subjects[j], payloads[j], headers[j]
-		}
-		queue(orgs[i], gi, gs, gp, gh)
+	for _, g := range groups {
+		b.Queue(insertOutbox, orgs[g[0]], pgtype.FlatArray[*string](pick(events.vals[1], g)),
+			pgtype.FlatArray[*string](pick(events.vals[2], g)), pick(events.bins[3], g),
+			pgtype.FlatArray[*string](pick(events.vals[4], g)))
 	}
+}
+
+// pick is the elements of col at the indexes in g, in g's order; col itself
+// when g is all of it (one org, as most batches are).
+func pick[T any](col []T, g []int) []T {
+	if len(g) == len(col) {
+		return col
+	}
+	out := make([]T, len(g))
+	for k, j := range g {
+		out[k] = col[j]
+	}
+	return out
 }
 
 func sameOrg(a, b *string) bool { return a == b || a != nil && b != nil && *a == *b }
