@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,6 +114,35 @@ func TestProcessBatch(t *testing.T) {
 	require.True(t, o.Replayed)
 }
 
+// TestOneKeyAtATime: two transactions under one idempotency key at once, for
+// different leads, so that only the key's lock orders them: one converts and
+// records its outcome once; the other, which waited for it, is told the key
+// was used for another request. Neither fails.
+func TestOneKeyAtATime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	const rounds = 20
+	for i := range rounds {
+		key := fmt.Sprintf("same-%d", i)
+		a, b := parsed(t, key, key+"-a", "Alpha "+key), parsed(t, key, key+"-b", "Beta "+key)
+		outs := make([]store.Outcome, 2)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for j, p := range []*conversion.Parsed{a, b} {
+			wg.Go(func() { outs[j], errs[j] = st.Process(ctx, p) })
+		}
+		wg.Wait()
+		require.NoError(t, errs[0], "round %d", i)
+		require.NoError(t, errs[1], "round %d", i)
+		events := []string{outs[0].Event, outs[1].Event}
+		require.ElementsMatch(t, []string{"lead.qualified", "lead.qualify.rejected"}, events, "round %d", i)
+		require.Contains(t, []string{outs[0].Code, outs[1].Code}, "idempotency_key_reused")
+	}
+	require.Equal(t, rounds, countOf(t, st, `SELECT count(*) FROM leads`))
+	require.Equal(t, rounds, countOf(t, st, `SELECT count(*) FROM idempotency_keys WHERE outcome = 'lead.qualified' AND event IS NOT NULL`))
+}
+
 // TestProcessBatchIsolatesAFault: a request whose write fails (a trigger
 // here) comes back with Err and leaves nothing behind, its idempotency
 // record included; the rest of its batch commits, and the bad request, once
@@ -133,7 +163,7 @@ func TestProcessBatchIsolatesAFault(t *testing.T) {
 	count := func(sql string) int { return countOf(t, st, sql) }
 	require.Equal(t, 2, count(`SELECT count(*) FROM leads`))
 	require.Equal(t, 2, count(`SELECT count(*) FROM accounts`))
-	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key = 'b'`), "the bad request's claim is released")
+	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key = 'b'`), "nothing is recorded under the bad request's key")
 	require.Zero(t, count(`SELECT count(*) FROM leads WHERE id = 'poison'`))
 
 	_, err = st.Pool().Exec(ctx, `DROP TRIGGER poison ON leads`)
@@ -175,7 +205,7 @@ func TestProcessBatchSinglesOutFaults(t *testing.T) {
 	count := func(sql string) int { return countOf(t, st, sql) }
 	require.Equal(t, 3, count(`SELECT count(*) FROM leads`))
 	require.Equal(t, 3, count(`SELECT count(*) FROM outbox_events WHERE subject = 'lead.qualified'`))
-	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key IN ('b', 'd')`), "the bad requests' claims are released")
+	require.Zero(t, count(`SELECT count(*) FROM idempotency_keys WHERE key IN ('b', 'd')`), "nothing is recorded under the bad requests' keys")
 
 	outs, err = st.ProcessBatch(ctx, []*conversion.Parsed{
 		parsed(t, "f", "fine-f", "Fine F"), twin("g", "twin-g", "Twin G"), parsed(t, "h", "fine-h", "Fine H"), twin("i", "twin-i", "Twin I"),
@@ -191,9 +221,8 @@ func TestProcessBatchSinglesOutFaults(t *testing.T) {
 }
 
 // TestProcessBatchLastAtFault: the last two requests of a batch at fault,
-// the first fault on the connection: the batch's last try fails, and the
-// release of their claims is a statement that the connection has not run
-// before.
+// the first fault on the connection: the batch's last try fails, and what
+// follows runs after its rollback.
 func TestProcessBatchLastAtFault(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -208,7 +237,7 @@ func TestProcessBatchLastAtFault(t *testing.T) {
 	var leads, keys int
 	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM leads), (SELECT count(*) FROM idempotency_keys)`).Scan(&leads, &keys))
 	require.Equal(t, 1, leads)
-	require.Equal(t, 1, keys, "the bad requests' claims are released")
+	require.Equal(t, 1, keys, "nothing is recorded under the bad requests' keys")
 }
 
 // TestProcessBatchFaultAfterItsLead: a request whose account a trigger
@@ -241,7 +270,7 @@ func TestProcessBatchFaultAfterItsLead(t *testing.T) {
 	require.Zero(t, count(`SELECT count(*) FROM leads WHERE id IN ('lead-b', 'poison-d')`))
 	require.Equal(t, 3, count(`SELECT count(*) FROM accounts`))
 	require.Equal(t, 3, count(`SELECT count(*) FROM outbox_events WHERE subject = 'lead.qualified'`))
-	require.Equal(t, 3, count(`SELECT count(*) FROM idempotency_keys`), "the bad requests' claims are released")
+	require.Equal(t, 3, count(`SELECT count(*) FROM idempotency_keys`), "nothing is recorded under the bad requests' keys")
 }
 
 // TestFaultKeepsStatementsPrepared: a request's fault does not make the

@@ -77,10 +77,11 @@ type request struct {
 	p   *conversion.Parsed
 	now time.Time
 
-	// Loaded in the first round trip.
-	inserted bool
-	stored   storedOutcome
-	st       *state
+	// Loaded in the first round trip. fresh: no outcome is recorded under
+	// its key.
+	fresh  bool
+	stored storedOutcome
+	st     *state
 
 	// Decided.
 	draft  *conversion.Draft
@@ -144,12 +145,6 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 	var writers []*request
 	for _, r := range reqs {
 		if r.out.Deferred {
-			if r.inserted {
-				// Its idempotency record was claimed in this transaction:
-				// release it for the request's own turn.
-				w.released.add(*r.p.OrgID, *r.p.Key)
-				w.own(-1)
-			}
 			continue
 		}
 		if err := r.addWrite(w); err != nil {
@@ -172,7 +167,7 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 // request's data (a constraint, a trigger, a value out of range), what
 // preceded it stays, and that statement alone is written again for halves of
 // its requests (apart.halve), until the requests at fault fail alone. They
-// come back with Err and their idempotency claims released, and the batch
+// come back with Err and nothing of theirs written, and the batch
 // goes on without them from the next statement; or, should they have rows in
 // an earlier statement, from the first (what was read and locked stays
 // either way). A fault thus costs its batch a few round trips of one
@@ -202,9 +197,8 @@ func write(ctx context.Context, tx *txn, writers []*request, w *writes) error {
 	keep := func(owner int) bool { return !faulty[owner] }
 	savepoint := "batch" // the first round's; "part" for the others
 	for from := 0; ; {
-		// A statement may run for the first time in this round (the release
-		// of a request's claim just found at fault), and an aborted
-		// transaction prepares none: a failed try is rolled back first.
+		// A failed try is rolled back first, in a round trip of its own: a
+		// statement prepared in an aborted transaction would fail.
 		if err := a.flush(); err != nil {
 			return err
 		}
@@ -251,10 +245,6 @@ func write(ctx context.Context, tx *txn, writers []*request, w *writes) error {
 			faulty[o] = true
 			r := writers[o]
 			r.out = Outcome{Err: fmt.Errorf("write: %w", err)}
-			if r.inserted {
-				w.released.add(*r.p.OrgID, *r.p.Key)
-				w.own(-1)
-			}
 			earlier = earlier || slices.Contains(before, o)
 		}
 		from, savepoint = k+1, "part"
@@ -438,42 +428,44 @@ func stepOwners(s step) []int {
 }
 
 // load reads, in one round trip and a fixed number of statements, what the
-// requests' decisions need: their idempotency records (claimed by inserting
-// them), their leads (under a lock per lead, so that requests for one lead
-// run one at a time, whether or not its row exists yet), the orgs' settings
-// and the records they name. Rows and locks are taken in a fixed order, so
-// that two batches cannot deadlock.
+// requests' decisions need: their idempotency records, their leads, the
+// orgs' settings and the records they name. It first takes a
+// transaction-scoped lock on each request's idempotency key and on each
+// lead, all in one statement and in a fixed order, so that two batches
+// cannot deadlock: requests under one key, or for one lead, run one at a
+// time, whether or not their rows exist yet, and each sees what the one
+// before it committed. A request's idempotency record is then written once,
+// with its outcome (write.go).
 func load(ctx context.Context, tx *txn, reqs []*request) error {
 	b := &pgx.Batch{}
 	generic := len(reqs) > 0 && !reqs[0].preview
 	if generic {
 		b.Queue(genericPlans)
 	}
+	var locks []string
+	for _, r := range reqs {
+		if l := r.keyLock(); l != "" {
+			locks = append(locks, l)
+		}
+		if l := r.leadLock(); l != "" && r.p.Readable() {
+			locks = append(locks, l)
+		}
+	}
+	if len(locks) > 0 && generic {
+		b.Queue(locksSQL, locks)
+	}
 	byKey := map[string]*request{}
-	var orgs, keys, subjects []string
-	var hashes [][]byte
+	var orgs, keys []string
 	for _, r := range reqs {
 		if r.p.Readable() {
 			byKey[r.keyLock()] = r
-			orgs, keys, subjects, hashes = append(orgs, *r.p.OrgID), append(keys, *r.p.Key), append(subjects, r.p.Subject), append(hashes, r.p.Hash)
-			r.inserted = r.preview
+			orgs, keys = append(orgs, *r.p.OrgID), append(keys, *r.p.Key)
+			r.fresh = true
 		}
 	}
 	if len(keys) > 0 {
-		if !reqs[0].preview {
-			b.Queue(`INSERT INTO idempotency_keys (org_id, key, subject, request_hash)
-				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) ORDER BY 1, 2
-				ON CONFLICT DO NOTHING RETURNING org_id, key`, orgs, keys, subjects, hashes).Query(func(rows pgx.Rows) error {
-				var org, key string
-				_, err := pgx.ForEachRow(rows, []any{&org, &key}, func() error {
-					byKey[lockKey(org, key)].inserted = true
-					return nil
-				})
-				return err
-			})
-		}
-		// A statement of its own, so that it sees the rows that concurrent
-		// transactions committed while the insert waited for them.
+		// After the locks, in a statement of its own: it sees what the
+		// transactions that held them committed.
 		b.Queue(`SELECT i.org_id, i.key, i.request_hash, i.event_subject, i.event, i.event_id FROM idempotency_keys i
 			JOIN unnest($1::text[], $2::text[]) AS k(org_id, key) ON i.org_id = k.org_id AND i.key = k.key`, orgs, keys).
 			Query(func(rows pgx.Rows) error {
@@ -483,18 +475,15 @@ func load(ctx context.Context, tx *txn, reqs []*request) error {
 					if err := rows.Scan(&org, &key, &st.hash, &st.subject, &st.event, &st.eventID); err != nil {
 						return err
 					}
-					r := byKey[lockKey(org, key)]
-					r.stored = st
-					if r.preview {
-						r.inserted = false
-					}
+					r := byKey[lockKey("key", org, key)]
+					r.stored, r.fresh = st, false
 				}
 				return rows.Err()
 			})
 	}
 
 	byLead := map[string]*request{}
-	var locks, leadOrgs, leadIDs []string
+	var leadOrgs, leadIDs []string
 	settings := map[string]*[]byte{}
 	var settingOrgs []string
 	for _, r := range reqs {
@@ -503,7 +492,7 @@ func load(ctx context.Context, tx *txn, reqs []*request) error {
 		}
 		q := r.p.Request
 		byLead[lockKey(q.OrgID, q.Lead.ID)] = r
-		locks, leadOrgs, leadIDs = append(locks, r.leadLock()), append(leadOrgs, q.OrgID), append(leadIDs, q.Lead.ID)
+		leadOrgs, leadIDs = append(leadOrgs, q.OrgID), append(leadIDs, q.Lead.ID)
 		raw, ok := settings[q.OrgID]
 		if !ok {
 			raw = new([]byte)
@@ -512,10 +501,7 @@ func load(ctx context.Context, tx *txn, reqs []*request) error {
 		}
 		r.st = queueLoad(b, q, raw)
 	}
-	if len(locks) > 0 {
-		if !reqs[0].preview {
-			b.Queue(locksSQL, locks)
-		}
+	if len(leadIDs) > 0 {
 		b.Queue(`SELECT l.org_id, l.id, l.status, l.conversion FROM leads l
 			JOIN unnest($1::text[], $2::text[]) AS k(org_id, id) ON l.org_id = k.org_id AND l.id = k.id`, leadOrgs, leadIDs).
 			Query(func(rows pgx.Rows) error {
@@ -567,7 +553,7 @@ func (r *request) keyLock() string {
 	if !r.p.Readable() {
 		return ""
 	}
-	return lockKey(*r.p.OrgID, *r.p.Key)
+	return lockKey("key", *r.p.OrgID, *r.p.Key)
 }
 
 func (r *request) leadLock() string {
@@ -588,14 +574,14 @@ func (r *request) decide() error {
 		r.rej = p.Invalid
 		r.rejID = uuid.NewSHA1(eventNamespace, append([]byte("unreadable\x00"), p.Hash...)).String()
 		return nil
-	case !r.inserted && !bytes.Equal(r.stored.hash, p.Hash):
+	case !r.fresh && !bytes.Equal(r.stored.hash, p.Hash):
 		r.rej = conversion.KeyReused(*p.Key)
 		r.rejID = uuid.NewSHA1(eventNamespace, append([]byte("reused\x00"+*p.OrgID+"\x00"+*p.Key+"\x00"), p.Hash...)).String()
 		return nil
-	case !r.inserted:
+	case !r.fresh:
 		if r.stored.event == nil {
-			// A concurrent transaction committed the record after this one
-			// read it, or has not committed yet: run again.
+			// Written once with its outcome under the key's lock, a record
+			// has one; should it not, run again rather than guess.
 			return errRace
 		}
 		r.replay = true
@@ -732,9 +718,10 @@ func createdTypes(p *conversion.Plan) []string {
 	return types
 }
 
-// errRace is a transaction that read an idempotency record before a
-// concurrent one finished writing it; it is retried like a serialization failure.
-var errRace = errors.New("idempotency record claimed by a concurrent transaction")
+// errRace is a transaction that found what a concurrent one left half done
+// (an idempotency record without its outcome, a matched record undone
+// meanwhile); it is retried like a serialization failure.
+var errRace = errors.New("raced a concurrent transaction")
 
 // eventNamespace seeds the name-based UUIDs of events that must come out the
 // same on every delivery of the same request.
@@ -827,7 +814,7 @@ func (r *request) addOutcome(w *writes, terminal conversion.Event, payload []byt
 	if c, ok := terminal.Data["code"].(string); ok {
 		outcome = c
 	}
-	w.outcomes.add(*r.p.OrgID, *r.p.Key, outcome, terminal.Type, payload, terminal.ID)
+	w.outcomes.add(*r.p.OrgID, *r.p.Key, r.p.Subject, r.p.Hash, outcome, terminal.Type, payload, terminal.ID)
 }
 
 // Preview is what a request would do, decided against the committed state.

@@ -16,10 +16,10 @@ import (
 // knows the request it is written for (own), so that a statement can be
 // written again for some of the requests only (writeApart).
 type writes struct {
-	leads, outbox, notes, attachments, targets, summaries, outcomes, released *rows
-	accounts, contacts, opportunities                                         *rows
-	updates                                                                   []*update
-	undos                                                                     []*undoWrite // undo.go
+	leads, outbox, notes, attachments, targets, summaries, outcomes *rows
+	accounts, contacts, opportunities                               *rows
+	updates                                                         []*update
+	undos                                                           []*undoWrite // undo.go
 	// owned counts the updates and undos that own has marked.
 	ownedUpdates, ownedUndos int
 }
@@ -57,20 +57,19 @@ func newWrites() *writes {
 			"body text", "created_at timestamptz"),
 		// One row per event here; queueOutbox writes them as one outbox row
 		// per org and reads these columns by position.
-		outbox:   newRows("org_id text", "event_id uuid", "subject text", "payload bytea", "headers jsonb"),
-		outcomes: newRows("org_id text", "key text", "outcome text", "event_subject text", "event bytea", "event_id uuid"),
-		released: newRows("org_id text", "key text"),
+		outbox: newRows("org_id text", "event_id uuid", "subject text", "payload bytea", "headers jsonb"),
+		outcomes: newRows("org_id text", "key text", "subject text", "request_hash bytea", "outcome text",
+			"event_subject text", "event bytea", "event_id uuid"),
 	}
 }
 
 func (w *writes) tables() []*rows {
-	return []*rows{w.leads, w.outbox, w.notes, w.attachments, w.targets, w.summaries, w.outcomes, w.released,
+	return []*rows{w.leads, w.outbox, w.notes, w.attachments, w.targets, w.summaries, w.outcomes,
 		w.accounts, w.contacts, w.opportunities}
 }
 
 // own marks what was added since its last call as written for owner: the
-// index of a request among the batch's writers, or -1 for what is written
-// whichever requests fail (the release of deferred requests' claims).
+// index of a request among the batch's writers.
 func (w *writes) own(owner int) {
 	for _, r := range w.tables() {
 		for len(r.owner) < r.len() {
@@ -175,15 +174,9 @@ func (w *writes) steps() []step {
 		moves,
 		w.summaries.insert("notes", ""),
 		func(b *pgx.Batch, keep func(int) bool) { queueOutbox(b, w.outbox.filter(keep)) },
-		func(b *pgx.Batch, keep func(int) bool) {
-			outcomes := w.outcomes.filter(keep)
-			if outcomes.len() > 0 {
-				b.Queue(fmt.Sprintf(`UPDATE idempotency_keys i SET outcome = u.outcome, event_subject = u.event_subject, event = u.event, event_id = u.event_id
-					FROM (%s) AS u(org_id, key, outcome, event_subject, event, event_id)
-					WHERE i.org_id = u.org_id AND i.key = u.key`, outcomes.selectSQL), outcomes.args()...)
-			}
-		},
-		func(b *pgx.Batch, keep func(int) bool) { queueReleased(b, w.released.filter(keep)) },
+		// Under the key's lock (load): no other transaction writes it
+		// meanwhile, so a conflict is a fault, never a silent skip.
+		w.outcomes.insert("idempotency_keys", ""),
 		func(b *pgx.Batch, keep func(int) bool) {
 			if slices.ContainsFunc(w.outbox.owner, func(o int) bool { return keep == nil || keep(o) }) {
 				b.Queue(`SELECT pg_notify('leadflow_outbox', '')`)
@@ -231,15 +224,6 @@ func pick[T any](col []T, g []int) []T {
 }
 
 func sameOrg(a, b *string) bool { return a == b || a != nil && b != nil && *a == *b }
-
-// queueReleased queues the release of the idempotency records claimed for
-// requests that wrote nothing.
-func queueReleased(b *pgx.Batch, released *rows) {
-	if released.len() > 0 {
-		b.Queue(fmt.Sprintf(`DELETE FROM idempotency_keys i USING (%s) AS u(org_id, key)
-			WHERE i.org_id = u.org_id AND i.key = u.key`, released.selectSQL), released.args()...)
-	}
-}
 
 // addPlan adds what an accepted request's plan writes: the lead, its
 // records, notes and attachments, the idempotency record and the events.
