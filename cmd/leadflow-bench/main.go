@@ -83,7 +83,11 @@ type result struct {
 	p50, p95, p99    time.Duration
 	rssKB            int64
 	workerCPU, pgCPU float64
-	bytesPerLead     float64
+	// natsCPU and benchCPU are the CPU seconds of the started nats-server
+	// and of the bench itself; busy is the share of the machine's CPU time
+	// that anything used during the run.
+	natsCPU, benchCPU, busy float64
+	bytesPerLead            float64
 	// walPerLead is the WAL the server wrote during the run, per request
 	// (all of the server's: the bench runs on an otherwise idle one).
 	walPerLead float64
@@ -115,7 +119,7 @@ func run(ctx context.Context, o options) error {
 	var results []result
 
 	natsURL := o.natsURL
-	var worker *exec.Cmd
+	var worker, ns *exec.Cmd
 	if !o.external {
 		dir, err := os.MkdirTemp("", "leadflow-bench-")
 		if err != nil {
@@ -124,7 +128,7 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(dir)
 		port := freePort()
 		natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
-		ns := exec.Command("nats-server", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(dir, "nats"))
+		ns = exec.Command("nats-server", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(dir, "nats"))
 		if err := ns.Start(); err != nil {
 			return fmt.Errorf("start nats-server: %w", err)
 		}
@@ -155,7 +159,7 @@ func run(ctx context.Context, o options) error {
 		defer func() { _ = worker.Process.Signal(os.Interrupt); _ = worker.Wait() }()
 	}
 
-	r, err := endToEnd(ctx, o, natsURL, dbURL, reqs, worker)
+	r, err := endToEnd(ctx, o, natsURL, dbURL, reqs, worker, ns)
 	if err != nil {
 		if worker != nil {
 			if f, ok := worker.Stderr.(*os.File); ok {
@@ -239,7 +243,7 @@ func generate(o options) []request {
 	return out
 }
 
-func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []request, worker *exec.Cmd) (result, error) {
+func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []request, worker, ns *exec.Cmd) (result, error) {
 	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1))
 	if err != nil {
 		return result{}, err
@@ -308,6 +312,7 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	}
 	stateBefore := readDBState(ctx, dbURL)
 	cpuBefore, pgBefore := procCPU(worker), postgresCPU()
+	natsBefore, benchBefore, machineBefore := procCPU(ns), statCPU("/proc/self/stat"), machineCPU()
 	start := time.Now()
 	if o.profile != "" && o.httpAddr != "" {
 		go takeProfile(o.httpAddr, o.profile)
@@ -363,6 +368,8 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	}
 	r.workerCPU = procCPU(worker) - cpuBefore
 	r.pgCPU = postgresCPU() - pgBefore
+	r.natsCPU, r.benchCPU = procCPU(ns)-natsBefore, statCPU("/proc/self/stat")-benchBefore
+	r.busy = machineCPU().busySince(machineBefore)
 	r.rssKB = peakRSS(worker)
 	stateAfter := readDBState(ctx, dbURL)
 	r.bytesPerLead = float64(stateAfter.size-stateBefore.size) / float64(len(reqs))
@@ -467,6 +474,10 @@ func print(o options, rs []result) {
 		if len(r.handling) == 3 {
 			fmt.Printf("  leadflow's handling, receipt to settlement (/metrics buckets): p50 ≤ %gs, p95 ≤ %gs, p99 ≤ %gs\n",
 				r.handling[0], r.handling[1], r.handling[2])
+		}
+		if r.busy > 0 {
+			fmt.Printf("  the rest of the machine: nats-server %.3f, the bench %.3f CPU s/1k; the cores %.0f%% busy\n",
+				r.natsCPU/float64(r.n)*1000, r.benchCPU/float64(r.n)*1000, 100*r.busy)
 		}
 		for i, part := range []string{"publish → transaction begins (stream, fetch, linger)", "transaction begins → outcome received (transaction, relay, delivery)"} {
 			fmt.Printf("  %s: p50 %s, p95 %s, p99 %s\n", part, r.split[i][0].Round(100*time.Microsecond),
@@ -593,6 +604,38 @@ func statCPU(path string) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100
+}
+
+// cpuTimes is the machine's CPU time, in clock ticks: all of it, and idle.
+type cpuTimes struct{ total, idle float64 }
+
+// machineCPU reads the first line of /proc/stat.
+func machineCPU() cpuTimes {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	var t cpuTimes
+	// user nice system idle iowait irq softirq steal (guest time is in user)
+	fields := strings.Fields(line)[1:]
+	for i, f := range fields[:min(8, len(fields))] {
+		v, _ := strconv.ParseFloat(f, 64)
+		t.total += v
+		if i == 3 || i == 4 { // idle, iowait
+			t.idle += v
+		}
+	}
+	return t
+}
+
+// busySince is the share of the CPU time since before that was not idle.
+func (t cpuTimes) busySince(before cpuTimes) float64 {
+	total := t.total - before.total
+	if total <= 0 {
+		return 0
+	}
+	return 1 - (t.idle-before.idle)/total
 }
 
 // postgresCPU sums the CPU seconds of every postgres process on the machine.
