@@ -68,6 +68,9 @@ type Worker struct {
 	// workers do not each take one request of a trickle: the others wait
 	// their turn, and the requests that arrive meanwhile make one batch.
 	fetching chan struct{}
+	// backlog is set while fetches find requests waiting: from a wait that
+	// lingered into a full batch, until a fetch that does not wait finds none.
+	backlog atomic.Bool
 }
 
 // New returns a worker; Run starts it.
@@ -124,7 +127,10 @@ const fetchWait = time.Second
 // none, it waits up to fetchWait for one, then up to Linger for more. One
 // worker fetches at a time: under load each takes a full batch at once; at
 // a moderate rate the requests that arrive while the others are busy make
-// one transaction rather than one each.
+// one transaction rather than one each. A fetch is a pull request with a
+// subscription of its own to the server: at a moderate rate, where the last
+// batch was not full, the look for requests already waiting is left out,
+// as the wait for one finds those at once.
 func (w *Worker) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
 	select {
 	case w.fetching <- struct{}{}:
@@ -132,12 +138,15 @@ func (w *Worker) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstrea
 		return nil, nil
 	}
 	defer func() { <-w.fetching }()
-	batch, err := drain(cons.FetchNoWait(w.cfg.Batch))
-	if len(batch) > 0 || err != nil {
-		return batch, err
+	if w.backlog.Load() {
+		batch, err := drain(cons.FetchNoWait(w.cfg.Batch))
+		if len(batch) > 0 || err != nil {
+			return batch, err
+		}
 	}
-	batch, err = drain(cons.Fetch(1, jetstream.FetchMaxWait(fetchWait)))
+	batch, err := drain(cons.Fetch(1, jetstream.FetchMaxWait(fetchWait)))
 	if len(batch) == 0 || err != nil || w.cfg.Batch == 1 || w.cfg.Linger <= 0 {
+		w.backlog.Store(len(batch) == w.cfg.Batch)
 		return batch, err
 	}
 	// A pull request that expires within milliseconds is not always
@@ -148,7 +157,9 @@ func (w *Worker) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstrea
 		// What was fetched is handled; the error shows on the next fetch.
 		w.log.Debug().Err(err).Msg("fetching more requests failed")
 	}
-	return append(batch, more...), nil
+	batch = append(batch, more...)
+	w.backlog.Store(len(batch) == w.cfg.Batch)
+	return batch, nil
 }
 
 func drain(mb jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
