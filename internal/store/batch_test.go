@@ -143,6 +143,37 @@ func TestOneKeyAtATime(t *testing.T) {
 	require.Equal(t, rounds, countOf(t, st, `SELECT count(*) FROM idempotency_keys WHERE outcome = 'lead.qualified' AND event IS NOT NULL`))
 }
 
+// TestRecordWrittenMeanwhile: a transaction that holds no lock on the key
+// (a replica of an earlier version, which inserts the record first) writes
+// it while a request under that key is being decided: the request fails,
+// writing nothing, and its next run replays the record's outcome.
+func TestRecordWrittenMeanwhile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openStore(t)
+	p := parsed(t, "meanwhile", "lead-m", "Meanwhile")
+	other, err := st.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer other.Rollback(ctx) //nolint:errcheck
+	_, err = other.Exec(ctx, `INSERT INTO idempotency_keys (org_id, key, subject, request_hash, outcome, event_subject, event, event_id)
+		VALUES ('org-b', 'meanwhile', $1, $2, 'lead.qualified', 'lead.qualified', '{"type":"lead.qualified"}', gen_random_uuid())`, p.Subject, p.Hash)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { _, err := st.Process(ctx, p); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("the request did not wait for the record's transaction: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.NoError(t, other.Commit(ctx))
+	require.ErrorContains(t, <-done, "idempotency_keys_pkey")
+	require.Zero(t, countOf(t, st, `SELECT count(*) FROM leads`))
+	o, err := st.Process(ctx, p)
+	require.NoError(t, err)
+	require.True(t, o.Replayed)
+	require.Equal(t, "lead.qualified", o.Event)
+}
+
 // TestProcessBatchIsolatesAFault: a request whose write fails (a trigger
 // here) comes back with Err and leaves nothing behind, its idempotency
 // record included; the rest of its batch commits, and the bad request, once
