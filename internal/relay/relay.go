@@ -117,6 +117,7 @@ func (r *Relay) lead(ctx context.Context, flushTimeout time.Duration) error {
 
 	bo := r.backoff()
 	for {
+		dropNotifications(conn.Conn())
 		_, more, err := r.flush(ctx, conn.Conn())
 		if ctx.Err() != nil {
 			fctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
@@ -146,6 +147,22 @@ func (r *Relay) lead(ctx context.Context, flushTimeout time.Duration) error {
 		cancel()
 		if err != nil && ctx.Err() == nil && wctx.Err() == nil {
 			return fmt.Errorf("wait for notification: %w", err)
+		}
+	}
+}
+
+// dropNotifications discards the notifications already received: each
+// followed a commit that the read about to be sent will see, and would only
+// wake the relay for a read that finds nothing. Those still on their way
+// are left to wake it.
+func dropNotifications(conn *pgx.Conn) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for {
+		// With a done context it returns at once: a received notification,
+		// or none without reading from the connection.
+		if n, _ := conn.WaitForNotification(done); n == nil {
+			return
 		}
 	}
 }
