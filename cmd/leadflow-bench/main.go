@@ -87,7 +87,10 @@ type result struct {
 	// and of the bench itself; busy is the share of the machine's CPU time
 	// that anything used during the run.
 	natsCPU, benchCPU, busy float64
-	bytesPerLead            float64
+	// switches counts the context switches during the run of leadflow,
+	// PostgreSQL, nats-server and the bench, in that order.
+	switches     [4]int64
+	bytesPerLead float64
 	// walPerLead is the WAL the server wrote during the run, per request
 	// (all of the server's: the bench runs on an otherwise idle one).
 	walPerLead float64
@@ -313,6 +316,7 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	stateBefore := readDBState(ctx, dbURL)
 	cpuBefore, pgBefore := procCPU(worker), postgresCPU()
 	natsBefore, benchBefore, machineBefore := procCPU(ns), statCPU("/proc/self/stat"), machineCPU()
+	switchesBefore := contextSwitches(worker, ns)
 	start := time.Now()
 	if o.profile != "" && o.httpAddr != "" {
 		go takeProfile(o.httpAddr, o.profile)
@@ -370,6 +374,9 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	r.pgCPU = postgresCPU() - pgBefore
 	r.natsCPU, r.benchCPU = procCPU(ns)-natsBefore, statCPU("/proc/self/stat")-benchBefore
 	r.busy = machineCPU().busySince(machineBefore)
+	for i, n := range contextSwitches(worker, ns) {
+		r.switches[i] = n - switchesBefore[i]
+	}
 	r.rssKB = peakRSS(worker)
 	stateAfter := readDBState(ctx, dbURL)
 	r.bytesPerLead = float64(stateAfter.size-stateBefore.size) / float64(len(reqs))
@@ -478,6 +485,9 @@ func print(o options, rs []result) {
 		if r.busy > 0 {
 			fmt.Printf("  the rest of the machine: nats-server %.3f, the bench %.3f CPU s/1k; the cores %.0f%% busy\n",
 				r.natsCPU/float64(r.n)*1000, r.benchCPU/float64(r.n)*1000, 100*r.busy)
+			per := func(i int) float64 { return float64(r.switches[i]) / float64(r.n) }
+			fmt.Printf("  context switches per request: leadflow %.1f, PostgreSQL %.1f, nats-server %.1f, the bench %.1f\n",
+				per(0), per(1), per(2), per(3))
 		}
 		for i, part := range []string{"publish → transaction begins (stream, fetch, linger)", "transaction begins → outcome received (transaction, relay, delivery)"} {
 			fmt.Printf("  %s: p50 %s, p95 %s, p99 %s\n", part, r.split[i][0].Round(100*time.Microsecond),
@@ -604,6 +614,51 @@ func statCPU(path string) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100
+}
+
+// contextSwitches counts the context switches, voluntary or not, of every
+// thread of the worker, of PostgreSQL's processes, of nats-server and of the
+// bench.
+func contextSwitches(worker, ns *exec.Cmd) [4]int64 {
+	pid := func(cmd *exec.Cmd) string {
+		if cmd == nil || cmd.Process == nil {
+			return ""
+		}
+		return strconv.Itoa(cmd.Process.Pid)
+	}
+	var out [4]int64
+	out[0] = processSwitches(pid(worker))
+	out[2] = processSwitches(pid(ns))
+	out[3] = processSwitches(strconv.Itoa(os.Getpid()))
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if comm, err := os.ReadFile("/proc/" + d.Name() + "/comm"); err == nil && strings.HasPrefix(string(comm), "postgres") {
+			out[1] += processSwitches(d.Name())
+		}
+	}
+	return out
+}
+
+// processSwitches sums the context switches of the threads of process pid.
+func processSwitches(pid string) int64 {
+	if pid == "" {
+		return 0
+	}
+	tasks, _ := os.ReadDir("/proc/" + pid + "/task")
+	var n int64
+	for _, t := range tasks {
+		raw, err := os.ReadFile("/proc/" + pid + "/task/" + t.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += c
+			}
+		}
+	}
+	return n
 }
 
 // cpuTimes is the machine's CPU time, in clock ticks: all of it, and idle.
