@@ -630,11 +630,8 @@ func contextSwitches(worker, ns *exec.Cmd) [4]int64 {
 	out[0] = processSwitches(pid(worker))
 	out[2] = processSwitches(pid(ns))
 	out[3] = processSwitches(strconv.Itoa(os.Getpid()))
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		if comm, err := os.ReadFile("/proc/" + d.Name() + "/comm"); err == nil && strings.HasPrefix(string(comm), "postgres") {
-			out[1] += processSwitches(d.Name())
-		}
+	for _, p := range postgresPIDs() {
+		out[1] += processSwitches(p)
 	}
 	return out
 }
@@ -695,19 +692,26 @@ func (t cpuTimes) busySince(before cpuTimes) float64 {
 
 // postgresCPU sums the CPU seconds of every postgres process on the machine.
 func postgresCPU() float64 {
-	dirs, _ := os.ReadDir("/proc")
 	total := 0.0
+	for _, p := range postgresPIDs() {
+		total += statCPU("/proc/" + p + "/stat")
+	}
+	return total
+}
+
+// postgresPIDs lists the postgres processes on the machine.
+func postgresPIDs() []string {
+	dirs, _ := os.ReadDir("/proc")
+	var pids []string
 	for _, d := range dirs {
 		if _, err := strconv.Atoi(d.Name()); err != nil {
 			continue
 		}
-		comm, err := os.ReadFile("/proc/" + d.Name() + "/comm")
-		if err != nil || !strings.HasPrefix(string(comm), "postgres") {
-			continue
+		if comm, err := os.ReadFile("/proc/" + d.Name() + "/comm"); err == nil && strings.HasPrefix(string(comm), "postgres") {
+			pids = append(pids, d.Name())
 		}
-		total += statCPU("/proc/" + d.Name() + "/stat")
 	}
-	return total
+	return pids
 }
 
 func peakRSS(cmd *exec.Cmd) int64 {

@@ -21,8 +21,9 @@ type state struct {
 	undo       *conversion.UndoState // unqualify only; see undo.go
 }
 
-// lockKey names an advisory lock. Locks are taken per lead, so that requests
-// for one lead run one at a time whether or not its row exists yet.
+// lockKey names an advisory lock. Locks are taken per idempotency key and
+// per lead, so that requests under one key, or for one lead, run one at a
+// time whether or not their rows exist yet.
 func lockKey(parts ...string) string { return strings.Join(parts, "\x1f") }
 
 // queueLoad queues the reads of the records a request names by id (locked,

@@ -442,26 +442,22 @@ func load(ctx context.Context, tx *txn, reqs []*request) error {
 	if generic {
 		b.Queue(genericPlans)
 	}
-	var locks []string
+	byKey := map[string]*request{}
+	var locks, orgs, keys []string
 	for _, r := range reqs {
-		if l := r.keyLock(); l != "" {
-			locks = append(locks, l)
+		if !r.p.Readable() {
+			continue
 		}
-		if l := r.leadLock(); l != "" && r.p.Readable() {
+		byKey[r.keyLock()] = r
+		orgs, keys = append(orgs, *r.p.OrgID), append(keys, *r.p.Key)
+		r.fresh = true
+		locks = append(locks, r.keyLock())
+		if l := r.leadLock(); l != "" {
 			locks = append(locks, l)
 		}
 	}
 	if len(locks) > 0 && generic {
 		b.Queue(locksSQL, locks)
-	}
-	byKey := map[string]*request{}
-	var orgs, keys []string
-	for _, r := range reqs {
-		if r.p.Readable() {
-			byKey[r.keyLock()] = r
-			orgs, keys = append(orgs, *r.p.OrgID), append(keys, *r.p.Key)
-			r.fresh = true
-		}
 	}
 	if len(keys) > 0 {
 		// After the locks, in a statement of its own: it sees what the
@@ -475,7 +471,7 @@ func load(ctx context.Context, tx *txn, reqs []*request) error {
 					if err := rows.Scan(&org, &key, &st.hash, &st.subject, &st.event, &st.eventID); err != nil {
 						return err
 					}
-					r := byKey[lockKey("key", org, key)]
+					r := byKey[keyLock(org, key)]
 					r.stored, r.fresh = st, false
 				}
 				return rows.Err()
@@ -553,8 +549,11 @@ func (r *request) keyLock() string {
 	if !r.p.Readable() {
 		return ""
 	}
-	return lockKey("key", *r.p.OrgID, *r.p.Key)
+	return keyLock(*r.p.OrgID, *r.p.Key)
 }
+
+// keyLock names the lock on an idempotency key.
+func keyLock(org, key string) string { return lockKey("key", org, key) }
 
 func (r *request) leadLock() string {
 	if r.p.Request == nil {
