@@ -107,7 +107,11 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 		return nil, err
 	}
 	defer tx.end(ctx)
+	return process(ctx, tx, ps)
+}
 
+// process applies ps in tx, which has not begun.
+func process(ctx context.Context, tx *txn, ps []*conversion.Parsed) ([]Outcome, error) {
 	now := time.Now()
 	reqs := make([]*request, len(ps))
 	keys, leads := map[string]bool{}, map[string]bool{}
@@ -152,6 +156,9 @@ func (s *Store) processBatch(ctx context.Context, ps []*conversion.Parsed) ([]Ou
 		}
 		w.own(len(writers))
 		writers = append(writers, r)
+	}
+	if tx.rehearsal {
+		w.dry()
 	}
 	if err := write(ctx, tx, writers, w); err != nil {
 		return nil, err
@@ -351,12 +358,12 @@ func (a *apart) queueRollback(b *pgx.Batch) int {
 
 // send sends b and reads its results, and tells which statement of b
 // failed. Its statements run as prepared statements of their own (prepare).
-// With commit, b ends with the transaction's COMMIT, which runs only if
-// every statement before it succeeded (a failure skips the rest of a round
-// trip); should the COMMIT fail, at is -1.
+// With commit, b ends with the transaction's COMMIT (a rehearsal's
+// ROLLBACK), which runs only if every statement before it succeeded (a
+// failure skips the rest of a round trip); should the COMMIT fail, at is -1.
 func send(ctx context.Context, tx *txn, b *pgx.Batch, commit bool) (at int, err error) {
 	if commit {
-		b.Queue("COMMIT")
+		b.Queue(tx.finish())
 	}
 	if b.Len() == 0 {
 		return 0, nil
@@ -379,7 +386,7 @@ func send(ctx context.Context, tx *txn, b *pgx.Batch, commit bool) (at int, err 
 		return 0, err
 	}
 	if commit {
-		tx.committed = true
+		tx.ended = true
 	}
 	return 0, nil
 }

@@ -21,6 +21,8 @@ type rows struct {
 	vals  [][]*string // per text column
 	bins  [][][]byte  // per bytea column
 	owner []int       // per row, the request it is written for (writes.own)
+	// dry: the statement is queued without rows, in a rehearsal.
+	dry bool
 }
 
 // shape is the columns of rows, shared by all rows of one spec, with the
@@ -102,7 +104,7 @@ func (r *rows) filter(keep func(owner int) bool) *rows {
 	if keep == nil {
 		return r
 	}
-	out := &rows{shape: r.shape, vals: make([][]*string, len(r.cols)), bins: make([][][]byte, len(r.cols))}
+	out := &rows{shape: r.shape, vals: make([][]*string, len(r.cols)), bins: make([][][]byte, len(r.cols)), dry: r.dry}
 	for row, o := range r.owner {
 		if !keep(o) {
 			continue
@@ -128,7 +130,7 @@ func (r *rows) len() int {
 
 // queueInsert queues INSERT INTO table (cols) <rows> <suffix>, unless empty.
 func (r *rows) queueInsert(b *pgx.Batch, table, suffix string) {
-	if r.len() == 0 {
+	if r.len() == 0 && !r.dry {
 		return
 	}
 	b.Queue(r.insertSQL(table, suffix), r.args()...)

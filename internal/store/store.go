@@ -93,25 +93,6 @@ func custom(b *pgx.Batch, generic bool, queue func()) {
 // Pool is the store's connection pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Warm opens n connections, so that the first requests after start-up do
-// not wait for the connections they need to be made.
-func (s *Store) Warm(ctx context.Context, n int) error {
-	conns := make([]*pgxpool.Conn, 0, n)
-	defer func() {
-		for _, c := range conns {
-			c.Release()
-		}
-	}()
-	for range min(n, int(s.pool.Config().MaxConns)) {
-		c, err := s.pool.Acquire(ctx)
-		if err != nil {
-			return fmt.Errorf("open database connections: %w", err)
-		}
-		conns = append(conns, c)
-	}
-	return nil
-}
-
 // Close closes every connection.
 func (s *Store) Close() { s.pool.Close() }
 

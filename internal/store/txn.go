@@ -19,8 +19,12 @@ type txn struct {
 	conn *pgxpool.Conn
 	// begin is queued ahead of the next batch sent, until it is sent.
 	begin string
-	// committed is set once a COMMIT succeeded.
-	committed bool
+	// rehearsal: the last round trip rolls the transaction back rather
+	// than commit it (Store.Warm).
+	rehearsal bool
+	// ended is set once the last round trip's COMMIT (ROLLBACK for a
+	// rehearsal) succeeded.
+	ended bool
 }
 
 // begin acquires a connection for a transaction that opens with sql
@@ -65,10 +69,18 @@ func (t *txn) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 // after it, which ends the transaction as well.
 const rollbackTimeout = 5 * time.Second
 
-// end rolls the transaction back unless it committed, and gives its
-// connection back to the pool, which closes it if the rollback failed.
+// finish is the statement that ends the transaction in its last round trip.
+func (t *txn) finish() string {
+	if t.rehearsal {
+		return "ROLLBACK"
+	}
+	return "COMMIT"
+}
+
+// end rolls the transaction back unless it ended, and gives its connection
+// back to the pool, which closes it if the rollback failed.
 func (t *txn) end(ctx context.Context) {
-	if !t.committed && t.begin == "" {
+	if !t.ended && t.begin == "" {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 		_, _ = t.conn.Exec(ctx, "ROLLBACK")
 		cancel()

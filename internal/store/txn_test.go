@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/leadflow/leadflow/internal/conversion"
 	"github.com/leadflow/leadflow/internal/store"
 	"github.com/leadflow/leadflow/internal/testenv"
@@ -132,13 +133,51 @@ func TestCommitFails(t *testing.T) {
 }
 
 // TestWarm: Warm opens the connections it is asked for, within the pool's
-// limit, before any request needs them.
+// bound, and rehearses on each the transaction that processes requests: its
+// statements are prepared there, and nothing of it stays in the database,
+// not even an index entry.
 func TestWarm(t *testing.T) {
 	t.Parallel()
+	ctx := context.Background()
 	st := openStoreConns(t, 5)
-	require.NoError(t, st.Warm(context.Background(), 3))
+	require.NoError(t, st.Warm(ctx, 3))
 	require.Equal(t, int32(3), st.Pool().Stat().TotalConns())
 	require.Equal(t, int32(3), st.Pool().Stat().IdleConns(), "and gives them back")
-	require.NoError(t, st.Warm(context.Background(), 9))
+	// Held together, so that each is a connection of its own; given back
+	// however the checks end, so that the pool can close.
+	var conns []*pgxpool.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range 3 {
+		c, err := st.Pool().Acquire(ctx)
+		require.NoError(t, err)
+		conns = append(conns, c)
+		var prepared int
+		require.NoError(t, c.QueryRow(ctx, `SELECT count(DISTINCT substring(statement FROM '^INSERT INTO (\w+)'))
+			FROM pg_prepared_statements WHERE statement ~ '^INSERT INTO (leads|accounts|contacts|opportunities|notes|idempotency_keys) '`).Scan(&prepared))
+		require.Equal(t, 6, prepared, "the writes of a conversion, table by table, are prepared on every connection")
+		var lockers, probes int
+		require.NoError(t, c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE statement ~ 'pg_advisory_xact_lock'),
+			count(*) FILTER (WHERE statement ~ 'CROSS JOIN LATERAL')
+			FROM pg_prepared_statements WHERE statement !~ 'pg_prepared_statements'`).Scan(&lockers, &probes))
+		require.Positive(t, lockers, "and the loads, which lock")
+		require.Positive(t, probes, "and the duplicate probes")
+		require.Equal(t, byte('I'), c.Conn().PgConn().TxStatus(), "no transaction is left open")
+		var locks int
+		require.NoError(t, c.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'`).Scan(&locks))
+		require.Zero(t, locks, "nor a lock")
+	}
+	for _, c := range conns {
+		c.Release()
+	}
+	conns = nil
+	for _, table := range []string{"leads", "accounts", "contacts", "opportunities", "notes", "outbox", "idempotency_keys"} {
+		require.Zero(t, countOf(t, st, "SELECT count(*) FROM "+table), table)
+		require.Zero(t, countOf(t, st, "SELECT pg_relation_size('"+table+"')"), "%s: no row was ever written", table)
+	}
+	require.NoError(t, st.Warm(ctx, 9))
 	require.Equal(t, int32(5), st.Pool().Stat().TotalConns())
 }

@@ -24,6 +24,16 @@ type writes struct {
 	ownedUpdates, ownedUndos int
 }
 
+// dry drops every row while keeping the multi-row statements, for a
+// rehearsal (Store.Warm): each runs without a row, which leaves nothing in
+// the tables, not even the index entries of rolled-back rows.
+func (w *writes) dry() {
+	for _, r := range []*rows{w.leads, w.outbox, w.notes, w.attachments, w.targets, w.summaries, w.outcomes,
+		w.accounts, w.contacts, w.opportunities} {
+		*r = rows{shape: r.shape, vals: make([][]*string, len(r.cols)), bins: make([][][]byte, len(r.cols)), dry: true}
+	}
+}
+
 // update is a linked record whose fields a conversion changed.
 type update struct {
 	orgID string
