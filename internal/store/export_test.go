@@ -11,6 +11,9 @@ func OpenTraced(ctx context.Context, url string, maxConns int32, tracer pgx.Quer
 	return open(ctx, url, maxConns, tracer)
 }
 
+// Rehearsal is the batch that Warm rehearses on its i-th connection.
+var Rehearsal = rehearsal
+
 // GenericPlans and CustomPlans switch a transaction's plan mode.
 const (
 	GenericPlans = genericPlans

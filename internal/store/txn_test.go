@@ -180,4 +180,16 @@ func TestWarm(t *testing.T) {
 	}
 	require.NoError(t, st.Warm(ctx, 9))
 	require.Equal(t, int32(5), st.Pool().Stat().TotalConns())
+
+	// What is rehearsed is the whole of a conversion: processed for real,
+	// the rehearsal's requests convert, apart, in one batch.
+	outs, err := st.ProcessBatch(ctx, store.Rehearsal(0))
+	require.NoError(t, err)
+	require.Len(t, outs, 2)
+	for _, o := range outs {
+		require.Equal(t, "lead.qualified", o.Event)
+		require.False(t, o.Deferred)
+		require.NoError(t, o.Err)
+		require.Equal(t, 4, o.Events, "account, contact and opportunity created, lead qualified")
+	}
 }

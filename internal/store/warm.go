@@ -35,14 +35,11 @@ func (s *Store) Warm(ctx context.Context, n int) error {
 		g.Go(func() error {
 			tx := &txn{conn: c, begin: "BEGIN", rehearsal: true}
 			defer tx.end(ctx)
-			outs, err := process(ctx, tx, rehearsal(i))
-			if err != nil {
+			// Whatever it decides (rules of an org of that name could have
+			// it rejected), its statements are prepared: its outcomes are
+			// not for anyone.
+			if _, err := process(ctx, tx, rehearsal(i)); err != nil {
 				return fmt.Errorf("rehearse processing: %w", err)
-			}
-			for _, o := range outs {
-				if o.Event != "lead.qualified" || o.Deferred || o.Err != nil {
-					return fmt.Errorf("rehearse processing: the rehearsal came out as %+v", o)
-				}
 			}
 			return nil
 		})
