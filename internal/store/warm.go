@@ -13,11 +13,12 @@ import (
 // Warm opens n connections and rehearses on each the transaction that
 // processes requests. A connection's first processing transaction prepares
 // and plans its statements and loads the catalogs they touch, which takes
-// ten times as long as the next (50 to 180 ms against 5): without the
+// ten times as long as the next (40 to 180 ms against 4 to 7): without the
 // rehearsal, the first requests after start-up would wait for it. The
-// rehearsal decides its requests as any transaction would, then runs each
-// write statement without a row (writes.dry) and rolls back, so that it
-// leaves nothing in the database, not even an index entry.
+// rehearsal loads, probes and decides its requests as any transaction
+// would, then runs each multi-row write statement without a row
+// (writes.dry; the outbox's insert, a row per org, does not run) and rolls
+// back, so that it leaves nothing in the database, not even an index entry.
 func (s *Store) Warm(ctx context.Context, n int) error {
 	conns := make([]*pgxpool.Conn, 0, n)
 	for range min(n, int(s.pool.Config().MaxConns)) {
