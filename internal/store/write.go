@@ -28,8 +28,7 @@ type writes struct {
 // rehearsal (Store.Warm): each runs without a row, which leaves nothing in
 // the tables, not even the index entries of rolled-back rows.
 func (w *writes) dry() {
-	for _, r := range []*rows{w.leads, w.outbox, w.notes, w.attachments, w.targets, w.summaries, w.outcomes,
-		w.accounts, w.contacts, w.opportunities} {
+	for _, r := range w.tables() {
 		*r = rows{shape: r.shape, vals: make([][]*string, len(r.cols)), bins: make([][][]byte, len(r.cols)), dry: true}
 	}
 }
