@@ -33,3 +33,12 @@ func StatementSQL(name string) string {
 	})
 	return sql
 }
+
+// TextArray and ByteaArray are the column arrays of the multi-row statements.
+type (
+	TextArray  = textArray
+	ByteaArray = byteaArray
+)
+
+// RegisterArrays makes m encode them as a connection of the store does.
+var RegisterArrays = registerArrays

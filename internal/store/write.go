@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/leadflow/leadflow/internal/conversion"
 )
 
@@ -213,9 +212,9 @@ func queueOutbox(b *pgx.Batch, events *rows) {
 		groups[k] = append(groups[k], j)
 	}
 	for _, g := range groups {
-		b.Queue(insertOutbox, orgs[g[0]], pgtype.FlatArray[*string](pick(events.vals[1], g)),
-			pgtype.FlatArray[*string](pick(events.vals[2], g)), pick(events.bins[3], g),
-			pgtype.FlatArray[*string](pick(events.vals[4], g)))
+		b.Queue(insertOutbox, orgs[g[0]], textArray(pick(events.vals[1], g)),
+			textArray(pick(events.vals[2], g)), byteaArray(pick(events.bins[3], g)),
+			textArray(pick(events.vals[4], g)))
 	}
 }
 
