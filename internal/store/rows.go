@@ -3,13 +3,13 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // rows collects the rows of one multi-row statement column by column, as
@@ -101,7 +101,7 @@ func (r *rows) add(vals ...any) {
 
 // filter is the rows whose owner keep admits; all of them when keep is nil.
 func (r *rows) filter(keep func(owner int) bool) *rows {
-	if keep == nil {
+	if keep == nil || !slices.ContainsFunc(r.owner, func(o int) bool { return !keep(o) }) {
 		return r
 	}
 	out := &rows{shape: r.shape, vals: make([][]*string, len(r.cols)), bins: make([][][]byte, len(r.cols)), dry: r.dry}
@@ -145,10 +145,9 @@ func (r *rows) args() []any {
 	out := make([]any, len(r.cols))
 	for i := range r.cols {
 		if r.types[i] == "bytea" {
-			out[i] = r.bins[i]
+			out[i] = byteaArray(r.bins[i])
 		} else {
-			// As a FlatArray, pgx encodes it without reflection.
-			out[i] = pgtype.FlatArray[*string](r.vals[i])
+			out[i] = textArray(r.vals[i])
 		}
 	}
 	return out
