@@ -1,16 +1,14 @@
 // Package event writes leadflow's events as CloudEvents 1.0 JSON documents.
 package event
 
-import (
-	"encoding/json"
-	"time"
-)
+import "time"
 
 // Source is the CloudEvents source of every leadflow event.
 const Source = "leadflow"
 
 // Envelope is a CloudEvents 1.0 JSON document with leadflow's extension
-// attributes orgid and correlationid.
+// attributes orgid and correlationid. Marshal writes the bytes that
+// encoding/json gives for it.
 type Envelope struct {
 	SpecVersion     string `json:"specversion"`
 	ID              string `json:"id"`
@@ -39,20 +37,49 @@ type Meta struct {
 	Traceparent, Tracestate string
 }
 
-// Marshal renders one event of type typ with id and data.
+// Marshal renders one event of type typ with id and data. The bytes are
+// exactly those json.Marshal gives for the Envelope of m, typ, id and data
+// (Subject from m.LeadID, Time in UTC as RFC 3339 with nanoseconds), and so
+// are its errors, such as *json.UnsupportedValueError for a NaN in data.
+// The caller owns the returned slice.
 func Marshal(m Meta, typ, id string, data any) ([]byte, error) {
-	return json.Marshal(Envelope{
-		SpecVersion:     "1.0",
-		ID:              id,
-		Source:          Source,
-		Type:            typ,
-		Subject:         m.LeadID,
-		Time:            m.Time.UTC().Format(time.RFC3339Nano),
-		DataContentType: "application/json",
-		OrgID:           m.OrgID,
-		CorrelationID:   m.CorrelationID,
-		Traceparent:     m.Traceparent,
-		Tracestate:      m.Tracestate,
-		Data:            data,
-	})
+	e := encoders.Get().(*encoder)
+	defer e.release()
+
+	b := append(e.buf[:0], `{"specversion":"1.0","id":`...)
+	b = appendString(b, id)
+	b = append(b, `,"source":`...)
+	b = appendString(b, Source)
+	b = append(b, `,"type":`...)
+	b = appendString(b, typ)
+	b = appendMember(b, `,"subject":`, m.LeadID)
+	var ts [64]byte
+	b = append(b, `,"time":`...)
+	b = appendString(b, m.Time.UTC().AppendFormat(ts[:0], time.RFC3339Nano))
+	b = append(b, `,"datacontenttype":"application/json"`...)
+	b = appendMember(b, `,"orgid":`, m.OrgID)
+	b = appendMember(b, `,"correlationid":`, m.CorrelationID)
+	b = appendMember(b, `,"traceparent":`, m.Traceparent)
+	b = appendMember(b, `,"tracestate":`, m.Tracestate)
+	b = append(b, `,"data":`...)
+	b, err := e.appendValue(b, data, 0)
+	e.buf = b
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, '}')
+	e.buf = b
+	// The buffer goes back to the pool; the event is kept and published later.
+	out := make([]byte, len(b))
+	copy(out, b)
+	return out, nil
+}
+
+// appendMember appends an omitempty string member: name (with its leading
+// comma, quotes and colon) and s, or nothing when s is empty.
+func appendMember(b []byte, name, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return appendString(append(b, name...), s)
 }
