@@ -78,9 +78,13 @@ func Parse(subject string, body []byte) *Parsed {
 		}
 		return invalid(fe...)
 	}
-	req, err := Decode(subject, body)
-	if err != nil {
-		return invalid(FieldError{Path: "", Message: "cannot be decoded: " + err.Error()})
+	// Reading the request out of doc spares decoding body a second time;
+	// requestFromDoc declines whenever its result could differ from Decode's.
+	req, ok := requestFromDoc(subject, body, doc)
+	if !ok {
+		if req, err = Decode(subject, body); err != nil {
+			return invalid(FieldError{Path: "", Message: "cannot be decoded: " + err.Error()})
+		}
 	}
 	p.Request = req
 	return p

@@ -191,13 +191,18 @@ func Decode(subject string, body []byte) (*Request, error) {
 		return nil, err
 	}
 	r.Subject = subject
+	r.setDefaults()
+	return &r, nil
+}
+
+// setDefaults gives the fields a request may leave out their default.
+func (r *Request) setDefaults() {
 	if r.CustomerType == "" {
 		r.CustomerType = CustomerBusiness
 	}
 	if r.OnDuplicate == "" {
 		r.OnDuplicate = OnDuplicateReject
 	}
-	return &r, nil
 }
 
 // Customer types.

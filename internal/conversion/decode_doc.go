@@ -1,0 +1,532 @@
+package conversion
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// requestFromDoc builds the request that Decode(subject, body) returns out of
+// doc, body as jsonschema.UnmarshalJSON decodes it (numbers as json.Number),
+// so that a valid request is decoded once. ok is false, and the request nil,
+// whenever the result could differ from Decode's, Decode's errors included:
+// a key that is not exactly a field's name (Decode would also match it in
+// another case), a key given twice (Decode would merge the two values), a
+// value of a shape no field takes, a number its field cannot hold, a
+// created_at that does not parse, or one written with escapes (Decode hands
+// time.Time the string as written, escapes and all). The caller then decodes
+// body.
+//
+// requestFromDoc takes doc over: the request keeps doc's custom and fields
+// maps, and their numbers are converted in place, even when ok is false.
+func requestFromDoc(subject string, body []byte, doc any) (*Request, bool) {
+	m, ok := doc.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	d := &docReader{members: len(m)}
+	r := &Request{Subject: subject}
+	for k, v := range m {
+		switch k {
+		case "version":
+			r.Version, ok = intField(v)
+		case "idempotency_key":
+			r.IdempotencyKey, ok = stringField(v)
+		case "org_id":
+			r.OrgID, ok = stringField(v)
+		case "actor":
+			ok = d.actor(v, &r.Actor)
+		case "lead":
+			ok = d.lead(v, &r.Lead)
+		case "customer_type":
+			r.CustomerType, ok = stringField(v)
+		case "account":
+			r.Account, ok = d.choice(v)
+		case "contact":
+			r.Contact, ok = d.choice(v)
+		case "opportunities":
+			r.Opportunities, ok = d.opportunities(v)
+		case "on_duplicate":
+			r.OnDuplicate, ok = stringField(v)
+		case "owner_id":
+			r.OwnerID, ok = stringField(v)
+		case "overwrite":
+			r.Overwrite, ok = boolField(v)
+		case "reason":
+			r.Reason, ok = stringField(v)
+		default:
+			ok = false
+		}
+		if !ok {
+			return nil, false
+		}
+	}
+	members, escapedTime := scanBody(body)
+	// Fewer keys in doc than members in body means that an object repeated
+	// a key: doc kept its last value, Decode merges them into the field.
+	if members != d.members || d.times && escapedTime {
+		return nil, false
+	}
+	r.setDefaults()
+	return r, true
+}
+
+// docReader walks a decoded document into the typed request.
+type docReader struct {
+	// members is how many object members the walk has seen.
+	members int
+	// times is whether a created_at was read.
+	times bool
+}
+
+// object returns the members of an object, counted; nil for JSON null.
+func (d *docReader) object(v any) (map[string]any, bool) {
+	if v == nil {
+		return nil, true
+	}
+	m, ok := v.(map[string]any)
+	if ok {
+		d.members += len(m)
+	}
+	return m, ok
+}
+
+// array returns the elements of an array; nil for JSON null.
+func array(v any) ([]any, bool) {
+	if v == nil {
+		return nil, true
+	}
+	a, ok := v.([]any)
+	return a, ok
+}
+
+func (d *docReader) actor(v any, a *Actor) bool {
+	m, ok := d.object(v)
+	if !ok {
+		return false
+	}
+	for k, v := range m {
+		switch k {
+		case "id":
+			a.ID, ok = stringField(v)
+		case "roles":
+			a.Roles, ok = stringsField(v)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *docReader) lead(v any, l *Lead) bool {
+	m, ok := d.object(v)
+	if !ok {
+		return false
+	}
+	for k, v := range m {
+		switch k {
+		case "id":
+			l.ID, ok = stringField(v)
+		case "topic":
+			l.Topic, ok = stringField(v)
+		case "first_name":
+			l.FirstName, ok = stringField(v)
+		case "last_name":
+			l.LastName, ok = stringField(v)
+		case "company":
+			l.Company, ok = stringField(v)
+		case "job_title":
+			l.JobTitle, ok = stringField(v)
+		case "email":
+			l.Email, ok = stringField(v)
+		case "business_phone":
+			l.BusinessPhone, ok = stringField(v)
+		case "mobile_phone":
+			l.MobilePhone, ok = stringField(v)
+		case "website":
+			l.Website, ok = stringField(v)
+		case "street1":
+			l.Street1, ok = stringField(v)
+		case "street2":
+			l.Street2, ok = stringField(v)
+		case "street3":
+			l.Street3, ok = stringField(v)
+		case "city":
+			l.City, ok = stringField(v)
+		case "state_province":
+			l.StateProvince, ok = stringField(v)
+		case "postal_code":
+			l.PostalCode, ok = stringField(v)
+		case "country":
+			l.Country, ok = stringField(v)
+		case "description":
+			l.Description, ok = stringField(v)
+		case "source":
+			l.Source, ok = stringField(v)
+		case "budget_amount":
+			l.BudgetAmount, ok = floatField(v)
+		case "purchase_timeframe":
+			l.PurchaseTimeframe, ok = stringField(v)
+		case "owner_id":
+			l.OwnerID, ok = stringField(v)
+		case "custom":
+			l.Custom, ok = d.values(v)
+		case "notes":
+			l.Notes, ok = d.notes(v)
+		case "attachments":
+			l.Attachments, ok = d.attachments(v)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *docReader) notes(v any) ([]Note, bool) {
+	a, ok := array(v)
+	if !ok || a == nil {
+		return nil, ok
+	}
+	out := make([]Note, len(a))
+	for i, e := range a {
+		m, ok := d.object(e)
+		if !ok {
+			return nil, false
+		}
+		n := &out[i]
+		for k, v := range m {
+			switch k {
+			case "id":
+				n.ID, ok = stringField(v)
+			case "title":
+				n.Title, ok = stringField(v)
+			case "body":
+				n.Body, ok = stringField(v)
+			case "created_at":
+				n.CreatedAt, ok = timeField(v)
+				d.times = true
+			default:
+				ok = false
+			}
+			if !ok {
+				return nil, false
+			}
+		}
+	}
+	return out, true
+}
+
+func (d *docReader) attachments(v any) ([]Attachment, bool) {
+	a, ok := array(v)
+	if !ok || a == nil {
+		return nil, ok
+	}
+	out := make([]Attachment, len(a))
+	for i, e := range a {
+		m, ok := d.object(e)
+		if !ok {
+			return nil, false
+		}
+		at := &out[i]
+		for k, v := range m {
+			switch k {
+			case "id":
+				at.ID, ok = stringField(v)
+			case "file_name":
+				at.FileName, ok = stringField(v)
+			case "mime_type":
+				at.MimeType, ok = stringField(v)
+			case "size_bytes":
+				at.SizeBytes, ok = int64Field(v)
+			case "url":
+				at.URL, ok = stringField(v)
+			default:
+				ok = false
+			}
+			if !ok {
+				return nil, false
+			}
+		}
+	}
+	return out, true
+}
+
+func (d *docReader) choice(v any) (*Choice, bool) {
+	m, ok := d.object(v)
+	if !ok || m == nil {
+		return nil, ok
+	}
+	c := &Choice{}
+	for k, v := range m {
+		switch k {
+		case "action":
+			c.Action, ok = stringField(v)
+		case "id":
+			c.ID, ok = stringField(v)
+		case "fields":
+			c.Fields, ok = d.values(v)
+		default:
+			ok = false
+		}
+		if !ok {
+			return nil, false
+		}
+	}
+	return c, true
+}
+
+func (d *docReader) opportunities(v any) (*[]OpportunityChoice, bool) {
+	a, ok := array(v)
+	if !ok || a == nil {
+		return nil, ok
+	}
+	out := make([]OpportunityChoice, len(a))
+	for i, e := range a {
+		m, ok := d.object(e)
+		if !ok {
+			return nil, false
+		}
+		o := &out[i]
+		for k, v := range m {
+			switch k {
+			case "action":
+				o.Action, ok = stringField(v)
+			case "id":
+				o.ID, ok = stringField(v)
+			case "fields":
+				o.Fields, ok = d.values(v)
+			default:
+				ok = false
+			}
+			if !ok {
+				return nil, false
+			}
+		}
+	}
+	return &out, true
+}
+
+// values returns an object as encoding/json decodes it into map[string]any:
+// its numbers, however deep, become float64.
+func (d *docReader) values(v any) (map[string]any, bool) {
+	m, ok := d.object(v)
+	if !ok || m == nil {
+		return nil, ok
+	}
+	for k, e := range m {
+		switch x := e.(type) {
+		case json.Number:
+			f, ok := anyNumber(x)
+			if !ok {
+				return nil, false
+			}
+			m[k] = f
+		case map[string]any:
+			if _, ok := d.values(x); !ok {
+				return nil, false
+			}
+		case []any:
+			if !d.elements(x) {
+				return nil, false
+			}
+		default:
+			if !plain(x) {
+				return nil, false
+			}
+		}
+	}
+	return m, true
+}
+
+// elements converts the numbers of an array as values does.
+func (d *docReader) elements(a []any) bool {
+	for i, e := range a {
+		switch x := e.(type) {
+		case json.Number:
+			f, ok := anyNumber(x)
+			if !ok {
+				return false
+			}
+			a[i] = f
+		case map[string]any:
+			if _, ok := d.values(x); !ok {
+				return false
+			}
+		case []any:
+			if !d.elements(x) {
+				return false
+			}
+		default:
+			if !plain(x) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// plain reports whether v is a value encoding/json stores into any as is.
+// A float64 is one: it is what a number becomes there.
+func plain(v any) bool {
+	switch v.(type) {
+	case nil, string, bool, float64:
+		return true
+	}
+	return false
+}
+
+// anyNumber is a number as encoding/json stores it into any.
+func anyNumber(n json.Number) (float64, bool) {
+	f, err := strconv.ParseFloat(string(n), 64)
+	return f, err == nil
+}
+
+// The fields below follow encoding/json: JSON null leaves a string or a bool
+// at its zero value and a pointer or a slice nil.
+
+func stringField(v any) (string, bool) {
+	if v == nil {
+		return "", true
+	}
+	s, ok := v.(string)
+	return s, ok
+}
+
+func boolField(v any) (bool, bool) {
+	if v == nil {
+		return false, true
+	}
+	b, ok := v.(bool)
+	return b, ok
+}
+
+func stringsField(v any) ([]string, bool) {
+	a, ok := array(v)
+	if !ok || a == nil {
+		return nil, ok
+	}
+	out := make([]string, len(a))
+	for i, e := range a {
+		if out[i], ok = stringField(e); !ok {
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+func intField(v any) (*int, bool) {
+	if v == nil {
+		return nil, true
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return nil, false
+	}
+	i, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil || int64(int(i)) != i {
+		return nil, false
+	}
+	out := int(i)
+	return &out, true
+}
+
+func int64Field(v any) (*int64, bool) {
+	if v == nil {
+		return nil, true
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return nil, false
+	}
+	i, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil {
+		return nil, false
+	}
+	return &i, true
+}
+
+func floatField(v any) (*float64, bool) {
+	if v == nil {
+		return nil, true
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return nil, false
+	}
+	f, ok := anyNumber(n)
+	if !ok {
+		return nil, false
+	}
+	return &f, true
+}
+
+// timeField parses a time as time.Time.UnmarshalJSON does an unescaped
+// string: the same parser, so the same instant and location.
+func timeField(v any) (*time.Time, bool) {
+	if v == nil {
+		return nil, true
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, false
+	}
+	var t time.Time
+	if t.UnmarshalText([]byte(s)) != nil {
+		return nil, false
+	}
+	return &t, true
+}
+
+// scanBody reads body, a JSON text. members is how many object members it
+// holds, repeated keys included (-1 when a string in it is not closed);
+// escapedTime is whether one of its strings is written with a backslash escape
+// and with nothing but characters that an RFC 3339 time, or a \u escape of
+// one, could be written with.
+func scanBody(body []byte) (members int, escapedTime bool) {
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case ':':
+			// Outside strings, a colon only ever ends a key.
+			members++
+		case '"':
+			start, escaped := i+1, false
+			for i = start; i < len(body) && body[i] != '"'; i++ {
+				if body[i] == '\\' {
+					escaped = true
+					i++
+				}
+			}
+			if i >= len(body) {
+				return -1, escapedTime
+			}
+			if escaped && !escapedTime {
+				escapedTime = timeChars(body[start:i])
+			}
+		}
+	}
+	return members, escapedTime
+}
+
+// timeChars reports whether s holds only the characters of an RFC 3339 time
+// (as time.Parse reads one) and of \u escapes.
+func timeChars(s []byte) bool {
+	for _, c := range s {
+		if !timeChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var timeChar = func() (t [256]bool) {
+	for _, c := range []byte("0123456789abcdefABCDEF\\uTtZz:.,+- ") {
+		t[c] = true
+	}
+	return t
+}()
