@@ -3,6 +3,7 @@ package conversion
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -315,7 +316,7 @@ func (d *Draft) probes() []Probe {
 // probesFor are the duplicate lookups, sorted by lock, for the targets that
 // would be created.
 func probesFor(org string, s *Settings, lookup bool, targets ...*Target) []Probe {
-	var out []Probe
+	out := make([]Probe, 0, 8)
 	for _, t := range targets {
 		if t.Outcome != OutcomeCreated {
 			continue
@@ -329,7 +330,8 @@ func probesFor(org string, s *Settings, lookup bool, targets ...*Target) []Probe
 					continue
 				}
 				key := matchKey(rule, v)
-				lock := fmt.Sprintf("dup\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%s", org, t.Type, rule.Field, rule.Match, rule.N, key)
+				lock := "dup\x1f" + org + "\x1f" + t.Type + "\x1f" + rule.Field + "\x1f" + rule.Match + "\x1f" +
+					strconv.Itoa(rule.N) + "\x1f" + key
 				for _, col := range cols {
 					out = append(out, Probe{RecordType: t.Type, Rule: rule, Column: col, LeadValue: v, Key: key, Lock: lock, Lookup: lookup})
 				}

@@ -103,7 +103,7 @@ func blankToNil(v any) any {
 // the org's field map, then the request's overrides (the caller's explicit
 // choice wins).
 func mapValues(typ string, lead *Lead, fieldMap []FieldMapping, overrides map[string]any) Values {
-	v := Values{Fields: map[string]any{}, Custom: map[string]any{}}
+	v := Values{Fields: make(map[string]any, len(recordFields[typ])), Custom: map[string]any{}}
 	for _, m := range defaultMap[typ] {
 		if x := lead.Field(m[0]); x != nil {
 			v.Fields[m[1]] = x

@@ -87,7 +87,10 @@ func (d *Draft) plan() *Plan {
 	}
 
 	base := func(idKey string, id string) map[string]any {
-		return map[string]any{"org_id": r.OrgID, "lead_id": r.Lead.ID, idKey: id}
+		// Sized for a record's event: its ids, its fields, owner and custom.
+		m := make(map[string]any, 24)
+		m["org_id"], m["lead_id"], m[idKey] = r.OrgID, r.Lead.ID, id
+		return m
 	}
 	if t := d.account; t.Outcome == OutcomeCreated {
 		data := base("account_id", t.ID)
