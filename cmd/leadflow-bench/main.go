@@ -67,7 +67,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the bench database")
 	flag.IntVar(&o.seed, "seed", 1, "random seed")
 	flag.IntVar(&o.preload, "preload", 0, "accounts and contacts to insert into the org tables before measuring")
-	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the started leadflow, taken during the run, to this file")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the started leadflow, taken during the run, to this file, and its allocations since start-up to this file.allocs")
 	flag.StringVar(&o.timeline, "timeline", "", "write each request's publish time and latencies (ms, CSV) to this file")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
@@ -752,7 +752,14 @@ func waitTCP(addr string) {
 
 // takeProfile saves a 10 s CPU profile of the leadflow at addr.
 func takeProfile(addr, path string) {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=10")
+	// The CPU profile over ten seconds, then the allocations since start-up.
+	save(path, "http://"+addr+"/debug/pprof/profile?seconds=10")
+	save(path+".allocs", "http://"+addr+"/debug/pprof/allocs")
+}
+
+// save writes what url serves to path.
+func save(path, url string) {
+	resp, err := http.Get(url) //nolint:gosec,noctx // the bench's own leadflow
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "profile:", err)
 		return
