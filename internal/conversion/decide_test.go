@@ -1630,3 +1630,19 @@ func TestRejectionEventOfAnUnreadableRequest(t *testing.T) {
 	require.Equal(t, CodeInvalidRequest, ev.Data["code"])
 	requireValidEvent(t, ev)
 }
+
+func TestSummary(t *testing.T) {
+	t.Parallel()
+	budget := 0.5
+	for _, c := range []struct {
+		lead Lead
+		want string
+	}{
+		{Lead{}, "Lead summary\nWho: unknown\nCompany: not given\nBudget: not given\nTimeframe: not given\nSource: not given"},
+		{Lead{LastName: "Hopper", JobTitle: "Rear Admiral", Company: "100% Navy", BudgetAmount: &budget,
+			PurchaseTimeframe: "next_fiscal_year", Source: "referral\n"},
+			"Lead summary\nWho: Hopper, Rear Admiral\nCompany: 100% Navy\nBudget: 0.5\nTimeframe: next fiscal year\nSource: referral\n"},
+	} {
+		require.Equal(t, c.want, Summary(&c.lead))
+	}
+}

@@ -1,7 +1,6 @@
 package conversion
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -213,7 +212,7 @@ func RejectionEvent(subject string, orgID, leadID, key *string, rej *Rejection, 
 // timeframe and source.
 func Summary(l *Lead) string {
 	var b strings.Builder
-	b.WriteString("Lead summary\n")
+	b.Grow(160)
 	who := strings.TrimSpace(l.FirstName + " " + l.LastName)
 	if who == "" {
 		who = "unknown"
@@ -221,13 +220,17 @@ func Summary(l *Lead) string {
 	if l.JobTitle != "" {
 		who += ", " + l.JobTitle
 	}
-	fmt.Fprintf(&b, "Who: %s\n", who)
 	line := func(label, v string) {
 		if v == "" {
 			v = "not given"
 		}
-		fmt.Fprintf(&b, "%s: %s\n", label, v)
+		b.WriteString("\n")
+		b.WriteString(label)
+		b.WriteString(": ")
+		b.WriteString(v)
 	}
+	b.WriteString("Lead summary")
+	line("Who", who)
 	line("Company", l.Company)
 	budget := ""
 	if l.BudgetAmount != nil {
@@ -236,5 +239,5 @@ func Summary(l *Lead) string {
 	line("Budget", budget)
 	line("Timeframe", strings.ReplaceAll(l.PurchaseTimeframe, "_", " "))
 	line("Source", l.Source)
-	return strings.TrimSuffix(b.String(), "\n")
+	return b.String()
 }
