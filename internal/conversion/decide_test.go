@@ -62,17 +62,7 @@ const baseRequest = `{
 // changes its top level (req) and its lead.
 func request(t testing.TB, subject string, edit func(req, lead map[string]any)) *Request {
 	t.Helper()
-	var m map[string]any
-	require.NoError(t, json.Unmarshal([]byte(baseRequest), &m))
-	if subject == SubjectDisqualify {
-		m["reason"] = "lost"
-	}
-	if edit != nil {
-		edit(m, m["lead"].(map[string]any))
-	}
-	body, err := json.Marshal(m)
-	require.NoError(t, err)
-	p := Parse(subject, body)
+	p := Parse(subject, []byte(decideBody(t, subject, edit)))
 	require.Nil(t, p.Invalid, "test request is invalid: %v", p.Invalid)
 	return p.Request
 }

@@ -189,67 +189,56 @@ func (d *docReader) lead(v any, l *Lead) bool {
 }
 
 func (d *docReader) notes(v any) ([]Note, bool) {
-	a, ok := array(v)
-	if !ok || a == nil {
-		return nil, ok
-	}
-	out := make([]Note, len(a))
-	for i, e := range a {
-		m, ok := d.object(e)
-		if !ok {
-			return nil, false
+	return objects(d, v, func(n *Note, k string, v any) (ok bool) {
+		switch k {
+		case "id":
+			n.ID, ok = stringField(v)
+		case "title":
+			n.Title, ok = stringField(v)
+		case "body":
+			n.Body, ok = stringField(v)
+		case "created_at":
+			n.CreatedAt, ok = timeField(v)
+			d.times = true
 		}
-		n := &out[i]
-		for k, v := range m {
-			switch k {
-			case "id":
-				n.ID, ok = stringField(v)
-			case "title":
-				n.Title, ok = stringField(v)
-			case "body":
-				n.Body, ok = stringField(v)
-			case "created_at":
-				n.CreatedAt, ok = timeField(v)
-				d.times = true
-			default:
-				ok = false
-			}
-			if !ok {
-				return nil, false
-			}
-		}
-	}
-	return out, true
+		return ok
+	})
 }
 
 func (d *docReader) attachments(v any) ([]Attachment, bool) {
+	return objects(d, v, func(a *Attachment, k string, v any) (ok bool) {
+		switch k {
+		case "id":
+			a.ID, ok = stringField(v)
+		case "file_name":
+			a.FileName, ok = stringField(v)
+		case "mime_type":
+			a.MimeType, ok = stringField(v)
+		case "size_bytes":
+			a.SizeBytes, ok = int64Field(v)
+		case "url":
+			a.URL, ok = stringField(v)
+		}
+		return ok
+	})
+}
+
+// objects reads an array of objects into a []T, each member through field,
+// which reports false for a member it cannot take; nil for JSON null, and a
+// JSON null element is T's zero value.
+func objects[T any](d *docReader, v any, field func(t *T, key string, v any) bool) ([]T, bool) {
 	a, ok := array(v)
 	if !ok || a == nil {
 		return nil, ok
 	}
-	out := make([]Attachment, len(a))
+	out := make([]T, len(a))
 	for i, e := range a {
 		m, ok := d.object(e)
 		if !ok {
 			return nil, false
 		}
-		at := &out[i]
 		for k, v := range m {
-			switch k {
-			case "id":
-				at.ID, ok = stringField(v)
-			case "file_name":
-				at.FileName, ok = stringField(v)
-			case "mime_type":
-				at.MimeType, ok = stringField(v)
-			case "size_bytes":
-				at.SizeBytes, ok = int64Field(v)
-			case "url":
-				at.URL, ok = stringField(v)
-			default:
-				ok = false
-			}
-			if !ok {
+			if !field(&out[i], k, v) {
 				return nil, false
 			}
 		}
@@ -282,32 +271,19 @@ func (d *docReader) choice(v any) (*Choice, bool) {
 }
 
 func (d *docReader) opportunities(v any) (*[]OpportunityChoice, bool) {
-	a, ok := array(v)
-	if !ok || a == nil {
+	out, ok := objects(d, v, func(o *OpportunityChoice, k string, v any) (ok bool) {
+		switch k {
+		case "action":
+			o.Action, ok = stringField(v)
+		case "id":
+			o.ID, ok = stringField(v)
+		case "fields":
+			o.Fields, ok = d.values(v)
+		}
+		return ok
+	})
+	if out == nil {
 		return nil, ok
-	}
-	out := make([]OpportunityChoice, len(a))
-	for i, e := range a {
-		m, ok := d.object(e)
-		if !ok {
-			return nil, false
-		}
-		o := &out[i]
-		for k, v := range m {
-			switch k {
-			case "action":
-				o.Action, ok = stringField(v)
-			case "id":
-				o.ID, ok = stringField(v)
-			case "fields":
-				o.Fields, ok = d.values(v)
-			default:
-				ok = false
-			}
-			if !ok {
-				return nil, false
-			}
-		}
 	}
 	return &out, true
 }

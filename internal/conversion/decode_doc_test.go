@@ -21,8 +21,8 @@ type docCase struct {
 	body    string
 }
 
-// decideBody is baseRequest as request (decide_test.go) builds it for
-// subject, after edit.
+// decideBody is baseRequest (decide_test.go) for subject, after edit changes
+// its top level (req) and its lead.
 func decideBody(t testing.TB, subject string, edit func(req, lead map[string]any)) string {
 	t.Helper()
 	var m map[string]any
