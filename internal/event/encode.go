@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"slices"
@@ -60,11 +61,7 @@ func (e *encoder) appendValue(b []byte, v any, depth int) ([]byte, error) {
 	case bool:
 		return strconv.AppendBool(b, v), nil
 	case float64:
-		if f, ok := appendFloat(b, v, 64); ok {
-			return f, nil
-		}
-	case float32:
-		if f, ok := appendFloat(b, float64(v), 32); ok {
+		if f, ok := appendFloat(b, v); ok {
 			return f, nil
 		}
 	case int:
@@ -196,102 +193,76 @@ func appendStrings(b []byte, s []string) []byte {
 	return append(b, ']')
 }
 
-// appendFloat appends f as encoding/json does for a float of bits bits: like
-// JavaScript, plain digits unless very small or large. It reports false for
-// NaN and infinities, which JSON cannot hold.
-func appendFloat(b []byte, f float64, bits int) ([]byte, bool) {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
+// appendFloat appends f as encoding/json writes a float64: the shortest
+// decimal that reads back as f, plain from 1e-6 up to 1e21 and in exponent
+// form outside, where an exponent of one digit has no leading zero (1e-7,
+// not 1e-07). It reports false for NaN and the infinities, which JSON
+// cannot hold.
+func appendFloat(b []byte, f float64) ([]byte, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return b, false
 	}
-	abs := math.Abs(f)
-	format := byte('f')
-	// The cutoffs compare in the value's own precision, as encoding/json does.
-	if abs != 0 {
-		if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
-			format = 'e'
-		}
+	if a := math.Abs(f); a == 0 || a >= 1e-6 && a < 1e21 {
+		return strconv.AppendFloat(b, f, 'f', -1, 64), true
 	}
-	b = strconv.AppendFloat(b, f, format, -1, bits)
-	if format == 'e' {
-		// e-09 is written e-9.
-		n := len(b)
-		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
+	start := len(b)
+	b = strconv.AppendFloat(b, f, 'e', -1, 64)
+	// strconv writes at least two exponent digits. Only the negative
+	// exponents from -7 to -9 can have a leading zero here: 1e21 and above
+	// have two digits of their own.
+	if e := start + bytes.LastIndexByte(b[start:], 'e'); len(b)-e == 4 && b[e+1] == '-' && b[e+2] == '0' {
+		b[e+2] = b[e+3]
+		b = b[:e+3]
 	}
 	return b, true
 }
 
-const hex = "0123456789abcdef"
-
-// htmlSafe marks the ASCII bytes written as they are in a JSON string by
-// encoding/json with HTML escaping on (its default): all but control
-// characters, '"', '\\', '<', '>' and '&'.
-var htmlSafe = func() (safe [utf8.RuneSelf]bool) {
-	for c := ' '; c < utf8.RuneSelf; c++ {
-		safe[c] = true
+// escapes holds, for each ASCII character, what encoding/json writes for it
+// in a string by default (HTML escaping on); "" for the characters written
+// as they are.
+var escapes = func() (e [utf8.RuneSelf]string) {
+	const hex = "0123456789abcdef"
+	for c := range e {
+		if c < ' ' || c == '<' || c == '>' || c == '&' {
+			e[c] = `\u00` + string(hex[c>>4]) + string(hex[c&0xf])
+		}
 	}
-	for _, c := range `"\<>&` {
-		safe[c] = false
-	}
-	return safe
+	e['"'], e['\\'] = `\"`, `\\`
+	e['\b'], e['\f'], e['\n'], e['\r'], e['\t'] = `\b`, `\f`, `\n`, `\r`, `\t`
+	return e
 }()
 
-// appendString appends s as a JSON string escaped as encoding/json escapes
-// it by default: short escapes for '"', '\\', \b, \f, \n, \r and \t; \u00XX
-// for other control characters and '<', '>', '&'; \ufffd for each byte of
-// invalid UTF-8; \u2028 and \u2029 for the line and paragraph separators.
-func appendString[S []byte | string](b []byte, s S) []byte {
+// appendString appends s as a JSON string as encoding/json writes it by
+// default: ASCII as escapes says, each byte of invalid UTF-8 as \ufffd, the
+// line and paragraph separators U+2028 and U+2029 escaped (JavaScript before
+// ES2019 reads them as line ends), everything else as it is.
+func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
-	start := 0
+	done := 0 // s[:done] is in b
 	for i := 0; i < len(s); {
+		var esc string
+		size := 1
 		if c := s[i]; c < utf8.RuneSelf {
-			if htmlSafe[c] {
-				i++
-				continue
+			esc = escapes[c]
+		} else {
+			var r rune
+			r, size = utf8.DecodeRuneInString(s[i:])
+			switch {
+			case r == utf8.RuneError && size == 1:
+				esc = `\ufffd`
+			case r == '\u2028':
+				esc = `\u2028`
+			case r == '\u2029':
+				esc = `\u2029`
 			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
 		}
-		// Converting at most UTFMax bytes keeps a []byte source off the heap.
-		n := min(len(s)-i, utf8.UTFMax)
-		r, size := utf8.DecodeRuneInString(string(s[i : i+n]))
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			// Both are valid in JSON; they are escaped for older JavaScript parsers.
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-		default:
-			i += size
-			continue
+		if esc != "" {
+			b = append(append(b, s[done:i]...), esc...)
+			done = i + size
 		}
 		i += size
-		start = i
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(append(b, s[done:]...), '"')
 }
 
 // isValidNumber reports whether s is a JSON number (RFC 8259, section 6),

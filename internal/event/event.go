@@ -53,9 +53,9 @@ func Marshal(m Meta, typ, id string, data any) ([]byte, error) {
 	b = append(b, `,"type":`...)
 	b = appendString(b, typ)
 	b = appendMember(b, `,"subject":`, m.LeadID)
-	var ts [64]byte
-	b = append(b, `,"time":`...)
-	b = appendString(b, m.Time.UTC().AppendFormat(ts[:0], time.RFC3339Nano))
+	// An RFC 3339 time has no character that a JSON string escapes.
+	b = append(b, `,"time":"`...)
+	b = append(m.Time.UTC().AppendFormat(b, time.RFC3339Nano), '"')
 	b = append(b, `,"datacontenttype":"application/json"`...)
 	b = appendMember(b, `,"orgid":`, m.OrgID)
 	b = appendMember(b, `,"correlationid":`, m.CorrelationID)
