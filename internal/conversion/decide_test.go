@@ -864,22 +864,26 @@ func TestDecideOwner(t *testing.T) {
 	}
 }
 
+// withOverrides gives the account, the contact and the first of two
+// opportunities fields of the request's own, custom ones included.
+func withOverrides(req, _ map[string]any) {
+	req["account"] = map[string]any{"action": "create", "fields": map[string]any{
+		"name": "Contoso Holdings", "city": "Chicago", "custom": map[string]any{"tier": "gold"},
+	}}
+	req["contact"] = map[string]any{"action": "create", "fields": map[string]any{"email": "ada@new.example", "job_title": "CEO"}}
+	req["opportunities"] = []any{
+		map[string]any{"action": "create", "fields": map[string]any{
+			"name": "Big deal", "estimated_value": 100000, "currency": "EUR", "close_date": "2025-06-30",
+			"stage": "propose", "custom": map[string]any{"budget_code": "OVERRIDE"},
+		}},
+		map[string]any{"action": "create"},
+	}
+}
+
 func TestDecideOverridesAndFieldMap(t *testing.T) {
 	t.Parallel()
 
-	b := setup(t, SubjectQualify, func(req, _ map[string]any) {
-		req["account"] = map[string]any{"action": "create", "fields": map[string]any{
-			"name": "Contoso Holdings", "city": "Chicago", "custom": map[string]any{"tier": "gold"},
-		}}
-		req["contact"] = map[string]any{"action": "create", "fields": map[string]any{"email": "ada@new.example", "job_title": "CEO"}}
-		req["opportunities"] = []any{
-			map[string]any{"action": "create", "fields": map[string]any{
-				"name": "Big deal", "estimated_value": 100000, "currency": "EUR", "close_date": "2025-06-30",
-				"stage": "propose", "custom": map[string]any{"budget_code": "OVERRIDE"},
-			}},
-			map[string]any{"action": "create"},
-		}
-	}, `{"field_map": [
+	b := setup(t, SubjectQualify, withOverrides, `{"field_map": [
 		{"from": "custom.budget_code", "to": "opportunity.custom.budget_code"},
 		{"from": "source", "to": "contact.custom.lead_source"},
 		{"from": "description", "to": "opportunity.description"},

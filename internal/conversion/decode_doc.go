@@ -20,13 +20,12 @@ import (
 // requestFromDoc takes doc over: the request keeps doc's custom and fields
 // maps, and their numbers are converted in place, even when ok is false.
 func requestFromDoc(subject string, body []byte, doc any) (*Request, bool) {
-	m, ok := doc.(map[string]any)
-	if !ok {
+	if _, ok := doc.(map[string]any); !ok {
 		return nil, false
 	}
-	d := &docReader{members: len(m)}
+	d := &docReader{}
 	r := &Request{Subject: subject}
-	for k, v := range m {
+	if !d.each(doc, func(k string, v any) (ok bool) {
 		switch k {
 		case "version":
 			r.Version, ok = intField(v)
@@ -54,17 +53,15 @@ func requestFromDoc(subject string, body []byte, doc any) (*Request, bool) {
 			r.Overwrite, ok = boolField(v)
 		case "reason":
 			r.Reason, ok = stringField(v)
-		default:
-			ok = false
 		}
-		if !ok {
-			return nil, false
-		}
+		return ok
+	}) {
+		return nil, false
 	}
 	members, escapedTime := scanBody(body)
 	// Fewer keys in doc than members in body means that an object repeated
 	// a key: doc kept its last value, Decode merges them into the field.
-	if members != d.members || d.times && escapedTime {
+	if members != d.seen || d.times && escapedTime {
 		return nil, false
 	}
 	r.setDefaults()
@@ -73,8 +70,8 @@ func requestFromDoc(subject string, body []byte, doc any) (*Request, bool) {
 
 // docReader walks a decoded document into the typed request.
 type docReader struct {
-	// members is how many object members the walk has seen.
-	members int
+	// seen is how many object members the walk has seen.
+	seen int
 	// times is whether a created_at was read.
 	times bool
 }
@@ -86,9 +83,25 @@ func (d *docReader) object(v any) (map[string]any, bool) {
 	}
 	m, ok := v.(map[string]any)
 	if ok {
-		d.members += len(m)
+		d.seen += len(m)
 	}
 	return m, ok
+}
+
+// each reads the members of an object through field, which reports false
+// for a member it cannot take (a key that is not exactly a field's name
+// among them); JSON null has none.
+func (d *docReader) each(v any, field func(key string, v any) bool) bool {
+	m, ok := d.object(v)
+	if !ok {
+		return false
+	}
+	for k, e := range m {
+		if !field(k, e) {
+			return false
+		}
+	}
+	return true
 }
 
 // array returns the elements of an array; nil for JSON null.
@@ -101,32 +114,19 @@ func array(v any) ([]any, bool) {
 }
 
 func (d *docReader) actor(v any, a *Actor) bool {
-	m, ok := d.object(v)
-	if !ok {
-		return false
-	}
-	for k, v := range m {
+	return d.each(v, func(k string, v any) (ok bool) {
 		switch k {
 		case "id":
 			a.ID, ok = stringField(v)
 		case "roles":
 			a.Roles, ok = stringsField(v)
-		default:
-			ok = false
 		}
-		if !ok {
-			return false
-		}
-	}
-	return true
+		return ok
+	})
 }
 
 func (d *docReader) lead(v any, l *Lead) bool {
-	m, ok := d.object(v)
-	if !ok {
-		return false
-	}
-	for k, v := range m {
+	return d.each(v, func(k string, v any) (ok bool) {
 		switch k {
 		case "id":
 			l.ID, ok = stringField(v)
@@ -178,14 +178,9 @@ func (d *docReader) lead(v any, l *Lead) bool {
 			l.Notes, ok = d.notes(v)
 		case "attachments":
 			l.Attachments, ok = d.attachments(v)
-		default:
-			ok = false
 		}
-		if !ok {
-			return false
-		}
-	}
-	return true
+		return ok
+	})
 }
 
 func (d *docReader) notes(v any) ([]Note, bool) {
@@ -233,26 +228,19 @@ func objects[T any](d *docReader, v any, field func(t *T, key string, v any) boo
 	}
 	out := make([]T, len(a))
 	for i, e := range a {
-		m, ok := d.object(e)
-		if !ok {
+		if !d.each(e, func(k string, v any) bool { return field(&out[i], k, v) }) {
 			return nil, false
-		}
-		for k, v := range m {
-			if !field(&out[i], k, v) {
-				return nil, false
-			}
 		}
 	}
 	return out, true
 }
 
 func (d *docReader) choice(v any) (*Choice, bool) {
-	m, ok := d.object(v)
-	if !ok || m == nil {
-		return nil, ok
+	if v == nil {
+		return nil, true
 	}
 	c := &Choice{}
-	for k, v := range m {
+	if !d.each(v, func(k string, v any) (ok bool) {
 		switch k {
 		case "action":
 			c.Action, ok = stringField(v)
@@ -260,12 +248,10 @@ func (d *docReader) choice(v any) (*Choice, bool) {
 			c.ID, ok = stringField(v)
 		case "fields":
 			c.Fields, ok = d.values(v)
-		default:
-			ok = false
 		}
-		if !ok {
-			return nil, false
-		}
+		return ok
+	}) {
+		return nil, false
 	}
 	return c, true
 }
@@ -296,55 +282,31 @@ func (d *docReader) values(v any) (map[string]any, bool) {
 		return nil, ok
 	}
 	for k, e := range m {
-		switch x := e.(type) {
-		case json.Number:
-			f, ok := anyNumber(x)
-			if !ok {
-				return nil, false
-			}
-			m[k] = f
-		case map[string]any:
-			if _, ok := d.values(x); !ok {
-				return nil, false
-			}
-		case []any:
-			if !d.elements(x) {
-				return nil, false
-			}
-		default:
-			if !plain(x) {
-				return nil, false
-			}
+		if m[k], ok = d.value(e); !ok {
+			return nil, false
 		}
 	}
 	return m, true
 }
 
-// elements converts the numbers of an array as values does.
-func (d *docReader) elements(a []any) bool {
-	for i, e := range a {
-		switch x := e.(type) {
-		case json.Number:
-			f, ok := anyNumber(x)
-			if !ok {
-				return false
-			}
-			a[i] = f
-		case map[string]any:
-			if _, ok := d.values(x); !ok {
-				return false
-			}
-		case []any:
-			if !d.elements(x) {
-				return false
-			}
-		default:
-			if !plain(x) {
-				return false
+// value is v as encoding/json decodes it into any, numbers converted in
+// place in the objects and arrays it holds.
+func (d *docReader) value(v any) (any, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		return anyNumber(x)
+	case map[string]any:
+		return d.values(x)
+	case []any:
+		for i, e := range x {
+			var ok bool
+			if x[i], ok = d.value(e); !ok {
+				return nil, false
 			}
 		}
+		return x, true
 	}
-	return true
+	return v, plain(v)
 }
 
 // plain reports whether v is a value encoding/json stores into any as is.

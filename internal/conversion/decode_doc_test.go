@@ -138,19 +138,7 @@ func validBodies(t testing.TB) []docCase {
 			req["contact"] = map[string]any{"action": "create", "fields": map[string]any{"custom": map[string]any{"segment": "smb"}}}
 			req["opportunities"] = []any{map[string]any{"action": "create", "fields": map[string]any{"close_date": "2025-06-30", "estimated_value": 100}}}
 		},
-		"overrides": func(req, _ map[string]any) {
-			req["account"] = map[string]any{"action": "create", "fields": map[string]any{
-				"name": "Contoso Holdings", "city": "Chicago", "custom": map[string]any{"tier": "gold"},
-			}}
-			req["contact"] = map[string]any{"action": "create", "fields": map[string]any{"email": "ada@new.example", "job_title": "CEO"}}
-			req["opportunities"] = []any{
-				map[string]any{"action": "create", "fields": map[string]any{
-					"name": "Big deal", "estimated_value": 100000, "currency": "EUR", "close_date": "2025-06-30",
-					"stage": "propose", "custom": map[string]any{"budget_code": "OVERRIDE"},
-				}},
-				map[string]any{"action": "create"},
-			}
-		},
+		"overrides": withOverrides,
 		"lookup": func(req, _ map[string]any) {
 			req["opportunities"] = []any{map[string]any{"action": "create"}, map[string]any{"action": "create", "fields": map[string]any{"close_date": "2025-06-30"}}}
 		},

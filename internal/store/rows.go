@@ -37,9 +37,11 @@ type shape struct {
 // shapes holds a *shape per spec (its columns joined by commas).
 var shapes sync.Map
 
-func newRows(spec ...string) *rows {
-	sh := shapeOf(spec)
-	return &rows{shape: sh, vals: make([][]*string, len(sh.cols)), bins: make([][][]byte, len(sh.cols))}
+func newRows(spec ...string) *rows { return shapeOf(spec).empty(false) }
+
+// empty is rows of sh without a row.
+func (sh *shape) empty(dry bool) *rows {
+	return &rows{shape: sh, vals: make([][]*string, len(sh.cols)), bins: make([][][]byte, len(sh.cols)), dry: dry}
 }
 
 // shapeOf returns the shape of spec, "name type" per column. Its selectSQL
@@ -104,7 +106,7 @@ func (r *rows) filter(keep func(owner int) bool) *rows {
 	if keep == nil || !slices.ContainsFunc(r.owner, func(o int) bool { return !keep(o) }) {
 		return r
 	}
-	out := &rows{shape: r.shape, vals: make([][]*string, len(r.cols)), bins: make([][][]byte, len(r.cols)), dry: r.dry}
+	out := r.empty(r.dry)
 	for row, o := range r.owner {
 		if !keep(o) {
 			continue

@@ -28,7 +28,7 @@ type writes struct {
 // the tables, not even the index entries of rolled-back rows.
 func (w *writes) dry() {
 	for _, r := range w.tables() {
-		*r = rows{shape: r.shape, vals: make([][]*string, len(r.cols)), bins: make([][][]byte, len(r.cols)), dry: true}
+		*r = *r.empty(true)
 	}
 }
 
