@@ -4,7 +4,10 @@
 // to outcome, the worker's peak RSS and CPU, PostgreSQL's CPU and database
 // bytes per lead. With --ceiling it also runs the same conversions straight
 // against the store (no broker, 8 connections), so that the result carries
-// its own ratio.
+// its own ratio. With --rate R --warmup D it offers R requests/s for D
+// before the N it measures, which follow without a pause: their latency is
+// that of a running leadflow, not of one that has just started (the warm-up's
+// own is printed apart).
 package main
 
 import (
@@ -40,6 +43,7 @@ type options struct {
 	n, orgs, opps, notes, workers int
 	dup, invalid                  float64
 	rate                          float64
+	warmup                        time.Duration
 	bin, adminURL, natsURL, db    string
 	external, ceiling, keep       bool
 	seed                          int
@@ -57,6 +61,7 @@ func main() {
 	flag.IntVar(&o.notes, "notes", 1, "notes per lead")
 	flag.Float64Var(&o.invalid, "invalid", 0, "share of invalid requests")
 	flag.Float64Var(&o.rate, "rate", 0, "requests/s offered (0: as fast as possible)")
+	flag.DurationVar(&o.warmup, "warmup", 0, "with --rate: offer the rate this long before the measured requests, which follow without a pause; the warm-up's own latency is printed apart")
 	flag.IntVar(&o.workers, "workers", 8, "LEADFLOW_WORKERS of the started leadflow")
 	flag.StringVar(&o.bin, "bin", "", "leadflow binary (default: build ./cmd/leadflow)")
 	flag.StringVar(&o.adminURL, "admin-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to create the bench database on")
@@ -70,6 +75,10 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the started leadflow, taken during the run, to this file, and its allocations since start-up to this file.allocs")
 	flag.StringVar(&o.timeline, "timeline", "", "write each request's publish time and latencies (ms, CSV) to this file")
 	flag.Parse()
+	if o.warmup < 0 || o.warmup > 0 && o.rate <= 0 {
+		fmt.Fprintln(os.Stderr, "leadflow-bench: --warmup needs --rate, and must not be negative")
+		os.Exit(2)
+	}
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "leadflow-bench:", err)
 		os.Exit(1)
@@ -103,6 +112,10 @@ type result struct {
 	// the transaction that decided it began: before, waiting in the stream
 	// and for a worker; after, the transaction, the relay and the delivery.
 	split *[2][3]time.Duration
+	// warm is the number of warm-up requests, and warmLat the p50, p95
+	// and p99 of their latency.
+	warm    int
+	warmLat [3]time.Duration
 }
 
 func run(ctx context.Context, o options) error {
@@ -118,7 +131,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	reqs := generate(o)
+	reqs := generate(o, o.warmupRequests())
 	var results []result
 
 	natsURL := o.natsURL
@@ -180,7 +193,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		defer dropDatabase(o.adminURL, cdb)
-		c, err := ceiling(ctx, o, curl, reqs)
+		c, err := ceiling(ctx, o, curl, reqs[len(reqs)-o.n:])
 		if err != nil {
 			return err
 		}
@@ -195,11 +208,14 @@ type request struct {
 	body []byte
 }
 
-// generate makes o.n qualify requests: a share of them name a company that an
-// earlier request created, and a share are invalid.
-func generate(o options) []request {
+// warmupRequests is how many requests the warm-up offers.
+func (o options) warmupRequests() int { return int(o.rate * o.warmup.Seconds()) }
+
+// generate makes warm requests for the warm-up and o.n more: a share of them
+// name a company that an earlier request created, and a share are invalid.
+func generate(o options, warm int) []request {
 	rng := rand.New(rand.NewPCG(uint64(o.seed), 7))
-	out := make([]request, o.n)
+	out := make([]request, warm+o.n)
 	created := 0
 	for i := range out {
 		org := fmt.Sprintf("bench-org-%d", i%o.orgs)
@@ -299,7 +315,9 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 		}
 		lat[i] = now.Sub(sent[i])
 		before[i] = min(max(e.Time.Sub(sent[i]), 0), lat[i])
-		outcomes[strings.TrimSpace(e.Type+" "+e.Data.Code)]++
+		if i >= len(reqs)-o.n {
+			outcomes[strings.TrimSpace(e.Type+" "+e.Data.Code)]++
+		}
 		last = now
 		if done.Add(1) == int64(len(reqs)) {
 			close(all)
@@ -313,22 +331,40 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 		_ = sub.SetPendingLimits(-1, -1)
 		defer sub.Unsubscribe() //nolint:errcheck
 	}
-	stateBefore := readDBState(ctx, dbURL)
-	cpuBefore, pgBefore := procCPU(worker), postgresCPU()
-	natsBefore, benchBefore, machineBefore := procCPU(ns), statCPU("/proc/self/stat"), machineCPU()
-	switchesBefore := contextSwitches(worker, ns)
-	start := time.Now()
-	if o.profile != "" && o.httpAddr != "" {
-		go takeProfile(o.httpAddr, o.profile)
-	}
+	// What the run is measured by is read as its first measured request is
+	// published: the warm-up requests before it are paced as the rest.
+	warm := len(reqs) - o.n
+	var (
+		stateBefore             dbState
+		cpuBefore, pgBefore     float64
+		natsBefore, benchBefore float64
+		machineBefore           cpuTimes
+		switchesBefore          [4]int64
+		handlingBefore          map[float64]float64
+		start                   time.Time
+	)
+	begin := time.Now()
 	var interval time.Duration
 	if o.rate > 0 {
 		interval = time.Duration(float64(time.Second) / o.rate)
 	}
 	for i, r := range reqs {
 		if interval > 0 {
-			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			if d := time.Until(begin.Add(time.Duration(i) * interval)); d > 0 {
 				time.Sleep(d)
+			}
+		}
+		if i == warm {
+			if warm > 0 && o.httpAddr != "" {
+				handlingBefore = scrapeBuckets("http://"+o.httpAddr+"/metrics", "leadflow_request_duration_seconds")
+			}
+			stateBefore = readDBState(ctx, dbURL)
+			cpuBefore, pgBefore = procCPU(worker), postgresCPU()
+			natsBefore, benchBefore, machineBefore = procCPU(ns), statCPU("/proc/self/stat"), machineCPU()
+			switchesBefore = contextSwitches(worker, ns)
+			start = time.Now()
+			if o.profile != "" && o.httpAddr != "" {
+				go takeProfile(o.httpAddr, o.profile)
 			}
 		}
 		msg := &nats.Msg{Subject: "lead.qualify.requested", Data: r.body, Header: nats.Header{jetstream.MsgIDHeader: []string{r.key}}}
@@ -352,7 +388,11 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	mu.Lock()
 	took := last.Sub(start)
 	mu.Unlock()
-	r := result{name: "end to end (leadflow serve)", n: len(reqs), took: took, outcomes: outcomes}
+	r := result{name: "end to end (leadflow serve)", n: o.n, took: took, outcomes: outcomes, warm: warm}
+	if warm > 0 {
+		r.warmLat[0], r.warmLat[1], r.warmLat[2] = percentiles(lat[:warm])
+	}
+	sent, before, lat = sent[warm:], before[warm:], lat[warm:]
 	r.p50, r.p95, r.p99 = percentiles(lat)
 	after := make([]time.Duration, len(lat))
 	for i := range lat {
@@ -368,7 +408,7 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 		}
 	}
 	if o.httpAddr != "" {
-		r.handling = scrapeQuantiles("http://"+o.httpAddr+"/metrics", "leadflow_request_duration_seconds", 0.5, 0.95, 0.99)
+		r.handling = scrapeQuantiles("http://"+o.httpAddr+"/metrics", "leadflow_request_duration_seconds", handlingBefore, 0.5, 0.95, 0.99)
 	}
 	r.workerCPU = procCPU(worker) - cpuBefore
 	r.pgCPU = postgresCPU() - pgBefore
@@ -379,8 +419,8 @@ func endToEnd(ctx context.Context, o options, natsURL, dbURL string, reqs []requ
 	}
 	r.rssKB = peakRSS(worker)
 	stateAfter := readDBState(ctx, dbURL)
-	r.bytesPerLead = float64(stateAfter.size-stateBefore.size) / float64(len(reqs))
-	r.walPerLead = float64(stateAfter.walSince(stateBefore)) / float64(len(reqs))
+	r.bytesPerLead = float64(stateAfter.size-stateBefore.size) / float64(o.n)
+	r.walPerLead = float64(stateAfter.walSince(stateBefore)) / float64(o.n)
 	return r, nil
 }
 
@@ -477,6 +517,10 @@ func print(o options, rs []result) {
 	for _, r := range rs {
 		if r.split == nil {
 			continue
+		}
+		if r.warm > 0 {
+			fmt.Printf("  warm-up before the measured requests (not counted above): %d requests, p50 %s, p95 %s, p99 %s\n", r.warm,
+				r.warmLat[0].Round(100*time.Microsecond), r.warmLat[1].Round(100*time.Microsecond), r.warmLat[2].Round(100*time.Microsecond))
 		}
 		if len(r.handling) == 3 {
 			fmt.Printf("  leadflow's handling, receipt to settlement (/metrics buckets): p50 ≤ %gs, p95 ≤ %gs, p99 ≤ %gs\n",
@@ -777,7 +821,31 @@ func save(path, url string) {
 // scrapeQuantiles reads the histogram name from a Prometheus text page,
 // summed over its label sets, and returns the upper bound of the bucket
 // that holds each quantile q; nil when it cannot.
-func scrapeQuantiles(url, name string, qs ...float64) []float64 {
+func scrapeQuantiles(url, name string, since map[float64]float64, qs ...float64) []float64 {
+	counts := scrapeBuckets(url, name)
+	for b, n := range since {
+		counts[b] -= n
+	}
+	bounds := slices.Sorted(maps.Keys(counts))
+	if len(bounds) == 0 || counts[bounds[len(bounds)-1]] <= 0 {
+		return nil
+	}
+	total := counts[bounds[len(bounds)-1]]
+	out := make([]float64, len(qs))
+	for i, q := range qs {
+		for _, b := range bounds {
+			if counts[b] >= q*total {
+				out[i] = b
+				break
+			}
+		}
+	}
+	return out
+}
+
+// scrapeBuckets reads the cumulative bucket counts of the histogram name at
+// url, by upper bound; none when it cannot.
+func scrapeBuckets(url, name string) map[float64]float64 {
 	resp, err := http.Get(url) //nolint:gosec,noctx // the bench's own leadflow
 	if err != nil {
 		return nil
@@ -802,19 +870,5 @@ func scrapeQuantiles(url, name string, qs ...float64) []float64 {
 		}
 		counts[bound] += n
 	}
-	bounds := slices.Sorted(maps.Keys(counts))
-	if len(bounds) == 0 || counts[bounds[len(bounds)-1]] == 0 {
-		return nil
-	}
-	total := counts[bounds[len(bounds)-1]]
-	out := make([]float64, len(qs))
-	for i, q := range qs {
-		for _, b := range bounds {
-			if counts[b] >= q*total {
-				out[i] = b
-				break
-			}
-		}
-	}
-	return out
+	return counts
 }
