@@ -22,7 +22,8 @@ type Config struct {
 	NATSURL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
 	// HTTPAddr is where /healthz, /readyz and /metrics listen.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:"127.0.0.1:8080"`
-	// Workers is how many transactions one process runs at once.
+	// Workers is how many transactions one process runs at once while a
+	// deep backlog waits; without one, at most two.
 	Workers int `envconfig:"WORKERS" default:"8"`
 	// Batch is the most requests one transaction applies; under load a
 	// worker takes what is waiting, up to this many, so that round trips

@@ -34,7 +34,8 @@ const (
 type Config struct {
 	// Stream and Consumer name the durable consumer to read.
 	Stream, Consumer string
-	// Workers is how many transactions run at once.
+	// Workers is how many transactions run at once while a deep backlog
+	// waits; without one, at most two (gate).
 	Workers int
 	// Batch is the most requests one transaction applies (1: one each).
 	Batch int
@@ -71,7 +72,17 @@ type Worker struct {
 	// backlog is set while fetches find requests waiting: from a wait that
 	// lingered into a full batch, until a fetch that does not wait finds none.
 	backlog atomic.Bool
+	// gate lets all Workers run only while a deep backlog waits (gate).
+	gate *gate
 }
+
+// lightWorkers is how many workers fetch and apply batches at once while no
+// deep backlog waits, and slowBatch how long a batch may be applied before
+// it no longer counts against that (gate).
+const (
+	lightWorkers = 2
+	slowBatch    = 500 * time.Millisecond
+)
 
 // New returns a worker; Run starts it.
 // m may be nil.
@@ -80,7 +91,7 @@ func New(cfg Config, js jetstream.JetStream, st *store.Store, topo stream.Topolo
 		cfg.Batch = 1
 	}
 	return &Worker{cfg: cfg, js: js, store: st, topo: topo, m: m, log: log.With().Str("component", "worker").Logger(),
-		fetching: make(chan struct{}, 1)}
+		fetching: make(chan struct{}, 1), gate: newGate(lightWorkers, cfg.Workers, slowBatch)}
 }
 
 // Run handles requests until ctx is done. Then it stops fetching, finishes the
@@ -101,8 +112,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
+				s := w.gate.enter(ctx)
+				if s == nil {
+					return
+				}
 				batch, err := w.fetch(ctx, cons)
 				if err != nil {
+					w.gate.leave(s)
 					if ctx.Err() == nil {
 						w.log.Warn().Err(err).Msg("fetching requests failed; retrying")
 						time.Sleep(w.cfg.BackoffMin)
@@ -110,8 +126,10 @@ func (w *Worker) Run(ctx context.Context) error {
 					continue
 				}
 				if len(batch) > 0 {
+					w.gate.applying(s)
 					w.handleBatch(ctx, batch)
 				}
+				w.gate.leave(s)
 			}
 		}()
 	}
@@ -141,12 +159,14 @@ func (w *Worker) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstrea
 	if w.backlog.Load() {
 		batch, err := drain(cons.FetchNoWait(w.cfg.Batch))
 		if len(batch) > 0 || err != nil {
+			w.noteDepth(batch)
 			return batch, err
 		}
 	}
 	batch, err := drain(cons.Fetch(1, jetstream.FetchMaxWait(fetchWait)))
 	if len(batch) == 0 || err != nil || w.cfg.Batch == 1 || w.cfg.Linger <= 0 {
 		w.backlog.Store(len(batch) == w.cfg.Batch)
+		w.noteDepth(batch)
 		return batch, err
 	}
 	// A pull request that expires within milliseconds is not always
@@ -159,7 +179,21 @@ func (w *Worker) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstrea
 	}
 	batch = append(batch, more...)
 	w.backlog.Store(len(batch) == w.cfg.Batch)
+	w.noteDepth(batch)
 	return batch, nil
+}
+
+// noteDepth tells the gate whether the backlog is deep: a full batch
+// fetched, and behind it enough requests waiting to fill a batch for each
+// of the other workers.
+func (w *Worker) noteDepth(batch []jetstream.Msg) {
+	deep := false
+	if len(batch) == w.cfg.Batch {
+		if md, err := batch[len(batch)-1].Metadata(); err == nil {
+			deep = md.NumPending >= uint64(max(w.cfg.Workers-lightWorkers, 1)*w.cfg.Batch)
+		}
+	}
+	w.gate.setBacklog(deep)
 }
 
 func drain(mb jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
