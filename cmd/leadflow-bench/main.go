@@ -820,9 +820,13 @@ func save(path, url string) {
 
 // scrapeQuantiles reads the histogram name from a Prometheus text page,
 // summed over its label sets, and returns the upper bound of the bucket
-// that holds each quantile q; nil when it cannot.
+// that holds each quantile q, counting only what was observed after the
+// bucket counts since (nil: all); nil when it cannot.
 func scrapeQuantiles(url, name string, since map[float64]float64, qs ...float64) []float64 {
 	counts := scrapeBuckets(url, name)
+	if counts == nil {
+		return nil
+	}
 	for b, n := range since {
 		counts[b] -= n
 	}

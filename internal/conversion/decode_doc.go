@@ -240,38 +240,34 @@ func (d *docReader) choice(v any) (*Choice, bool) {
 		return nil, true
 	}
 	c := &Choice{}
-	if !d.each(v, func(k string, v any) (ok bool) {
-		switch k {
-		case "action":
-			c.Action, ok = stringField(v)
-		case "id":
-			c.ID, ok = stringField(v)
-		case "fields":
-			c.Fields, ok = d.values(v)
-		}
-		return ok
-	}) {
+	if !d.each(v, func(k string, v any) bool { return d.chosen(&c.Action, &c.ID, &c.Fields, k, v) }) {
 		return nil, false
 	}
 	return c, true
 }
 
 func (d *docReader) opportunities(v any) (*[]OpportunityChoice, bool) {
-	out, ok := objects(d, v, func(o *OpportunityChoice, k string, v any) (ok bool) {
-		switch k {
-		case "action":
-			o.Action, ok = stringField(v)
-		case "id":
-			o.ID, ok = stringField(v)
-		case "fields":
-			o.Fields, ok = d.values(v)
-		}
-		return ok
+	out, ok := objects(d, v, func(o *OpportunityChoice, k string, v any) bool {
+		return d.chosen(&o.Action, &o.ID, &o.Fields, k, v)
 	})
 	if out == nil {
 		return nil, ok
 	}
 	return &out, true
+}
+
+// chosen reads a member of a choice (the account's, the contact's or an
+// opportunity's) into its action, id or fields.
+func (d *docReader) chosen(action, id *string, fields *map[string]any, k string, v any) (ok bool) {
+	switch k {
+	case "action":
+		*action, ok = stringField(v)
+	case "id":
+		*id, ok = stringField(v)
+	case "fields":
+		*fields, ok = d.values(v)
+	}
+	return ok
 }
 
 // values returns an object as encoding/json decodes it into map[string]any:
@@ -359,18 +355,14 @@ func stringsField(v any) ([]string, bool) {
 }
 
 func intField(v any) (*int, bool) {
-	if v == nil {
-		return nil, true
+	i, ok := int64Field(v)
+	if !ok || i == nil {
+		return nil, ok
 	}
-	n, ok := v.(json.Number)
-	if !ok {
+	if int64(int(*i)) != *i {
 		return nil, false
 	}
-	i, err := strconv.ParseInt(string(n), 10, 64)
-	if err != nil || int64(int(i)) != i {
-		return nil, false
-	}
-	out := int(i)
+	out := int(*i)
 	return &out, true
 }
 
