@@ -12,7 +12,7 @@ func TestLoadDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 8, c.Workers)
 	require.Equal(t, 32, c.Batch)
-	require.Equal(t, 10*time.Millisecond, c.BatchLinger)
+	require.Equal(t, 5*time.Millisecond, c.BatchLinger)
 	require.Equal(t, "LEAD_REQUESTS", c.RequestsStream)
 	require.Equal(t, 30*time.Second, c.AckWait)
 	require.Equal(t, int32(12), c.MaxConns())
