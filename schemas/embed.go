@@ -39,10 +39,20 @@ type FieldError struct {
 
 var compiled = sync.OnceValues(compileAll)
 
+// compileAll compiles every schema, with the references that can be
+// inlined inlined (inline.go), which validates the same in less time.
 func compileAll() (map[string]*jsonschema.Schema, error) {
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	var paths []string
+	docs, err := readAll()
+	if err != nil {
+		return nil, err
+	}
+	inlineRefs(docs)
+	return compile(docs)
+}
+
+// readAll reads every schema document, by its path in this folder.
+func readAll() (map[string]any, error) {
+	docs := map[string]any{}
 	err := fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".schema.json") {
 			return err
@@ -55,15 +65,24 @@ func compileAll() (map[string]*jsonschema.Schema, error) {
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		if err := c.AddResource(BaseURL+path, doc); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		paths = append(paths, path)
+		docs[path] = doc
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	return docs, err
+}
+
+// compile compiles docs, by their path in this folder.
+func compile(docs map[string]any) (map[string]*jsonschema.Schema, error) {
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	paths := make([]string, 0, len(docs))
+	for p, doc := range docs {
+		if err := c.AddResource(BaseURL+p, doc); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		paths = append(paths, p)
 	}
+	sort.Strings(paths)
 	out := make(map[string]*jsonschema.Schema, len(paths))
 	for _, p := range paths {
 		s, err := c.Compile(BaseURL + p)
@@ -97,7 +116,7 @@ const SettingsPath = "org-settings.schema.json"
 
 // Validate checks doc (as decoded by jsonschema.UnmarshalJSON, numbers as
 // json.Number) against the schema at path. It returns nil when doc is valid and
-// otherwise every failing field, sorted by path.
+// otherwise every failing field, sorted by path, then message.
 func Validate(path string, doc any) ([]FieldError, error) {
 	s, err := Schema(path)
 	if err != nil {
@@ -113,7 +132,7 @@ func Validate(path string, doc any) ([]FieldError, error) {
 	}
 	var out []FieldError
 	collect(ve, &out)
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	sortErrors(out)
 	return dedupe(out), nil
 }
 
@@ -141,6 +160,17 @@ func collect(e *jsonschema.ValidationError, out *[]FieldError) {
 	default:
 		*out = append(*out, FieldError{Path: at, Message: k.LocalizedString(printer)})
 	}
+}
+
+// sortErrors orders errors by path, then message: the same for a document
+// however the schema that found them is laid out.
+func sortErrors(errs []FieldError) {
+	sort.SliceStable(errs, func(i, j int) bool {
+		if errs[i].Path != errs[j].Path {
+			return errs[i].Path < errs[j].Path
+		}
+		return errs[i].Message < errs[j].Message
+	})
 }
 
 func dedupe(in []FieldError) []FieldError {
