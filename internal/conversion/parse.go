@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,55 +158,67 @@ func findNUL(v any, at string) (string, bool) {
 // contentHash hashes a decoded JSON value with its object keys in order, so
 // that the same value hashes the same however it was spaced or ordered.
 func contentHash(subject string, doc any) []byte {
-	h := sha256.New()
-	h.Write([]byte(subject))
-	h.Write([]byte{0})
-	var buf []byte
-	var walk func(v any)
-	walk = func(v any) {
-		buf = buf[:0]
-		switch x := v.(type) {
-		case nil:
-			buf = append(buf, 'n')
-		case bool:
-			buf = append(buf, 'b')
-			buf = strconv.AppendBool(buf, x)
-		case json.Number:
-			buf = append(buf, 'd')
-			buf = append(buf, x...)
-			buf = append(buf, 0)
-		case string:
-			buf = append(buf, 's')
-			buf = strconv.AppendInt(buf, int64(len(x)), 10)
-			buf = append(buf, ':')
-			buf = append(buf, x...)
-		case []any:
-			buf = append(buf, '[')
-			buf = strconv.AppendInt(buf, int64(len(x)), 10)
-			buf = append(buf, ':')
-			h.Write(buf)
-			for _, e := range x {
-				walk(e)
-			}
-			return
-		case map[string]any:
-			keys := make([]string, 0, len(x))
-			for k := range x {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			buf = append(buf, '{')
-			buf = strconv.AppendInt(buf, int64(len(x)), 10)
-			buf = append(buf, ':')
-			h.Write(buf)
-			for _, k := range keys {
-				walk(k)
-				walk(x[k])
-			}
-			return
+	c := hasher{h: sha256.New()}
+	c.h.Write([]byte(subject))
+	c.h.Write([]byte{0})
+	c.value(doc)
+	return c.h.Sum(nil)
+}
+
+// hasher writes a JSON value to h in a form of its own: a type tag and a
+// length before each value, object members in the order of their names.
+type hasher struct {
+	h   hash.Hash
+	buf []byte
+}
+
+func (c *hasher) value(v any) {
+	c.buf = c.buf[:0]
+	switch x := v.(type) {
+	case nil:
+		c.buf = append(c.buf, 'n')
+	case bool:
+		c.buf = append(c.buf, 'b')
+		c.buf = strconv.AppendBool(c.buf, x)
+	case json.Number:
+		c.buf = append(c.buf, 'd')
+		c.buf = append(c.buf, x...)
+		c.buf = append(c.buf, 0)
+	case string:
+		c.string(x)
+		return
+	case []any:
+		c.buf = append(c.buf, '[')
+		c.buf = strconv.AppendInt(c.buf, int64(len(x)), 10)
+		c.buf = append(c.buf, ':')
+		c.h.Write(c.buf)
+		for _, e := range x {
+			c.value(e)
 		}
-		h.Write(buf)
+		return
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		c.buf = append(c.buf, '{')
+		c.buf = strconv.AppendInt(c.buf, int64(len(x)), 10)
+		c.buf = append(c.buf, ':')
+		c.h.Write(c.buf)
+		for _, k := range keys {
+			c.string(k)
+			c.value(x[k])
+		}
+		return
 	}
-	walk(doc)
-	return h.Sum(nil)
+	c.h.Write(c.buf)
+}
+
+func (c *hasher) string(s string) {
+	c.buf = append(c.buf[:0], 's')
+	c.buf = strconv.AppendInt(c.buf, int64(len(s)), 10)
+	c.buf = append(c.buf, ':')
+	c.buf = append(c.buf, s...)
+	c.h.Write(c.buf)
 }

@@ -1,6 +1,7 @@
 package conversion
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -390,4 +391,18 @@ func TestParseReadable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestParseHashIsStable: a request's hash is stored with its outcome, and a
+// redelivery or a re-publish after an upgrade is told apart from a reused
+// key by it: the hash of a given request must never change.
+func TestParseHashIsStable(t *testing.T) {
+	t.Parallel()
+
+	const body = `{"idempotency_key":"k-1","org_id":"acme","version":1,"overwrite":true,"owner_id":null,
+"actor":{"id":"u-1","roles":["sales_agent","sales_manager"]},
+"lead":{"id":"L-1","company":"Contoso Ltd.","first_name":"Zoë","budget_amount":12.50,"custom":{"b":[1,2,{"x":false}],"a":"é/~"},
+"notes":[{"id":"n-1","body":"line\nbreak"}]}}`
+	p := Parse(SubjectQualify, []byte(body))
+	require.Equal(t, "a76b59fdb6e595bcbf8982ba7fc239a228a63feae802b71c37608e295cd2ec30", hex.EncodeToString(p.Hash))
 }
