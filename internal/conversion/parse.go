@@ -188,9 +188,7 @@ func (c *hasher) value(v any) {
 		c.string(x)
 		return
 	case []any:
-		c.buf = append(c.buf, '[')
-		c.buf = strconv.AppendInt(c.buf, int64(len(x)), 10)
-		c.buf = append(c.buf, ':')
+		c.header('[', len(x))
 		c.h.Write(c.buf)
 		for _, e := range x {
 			c.value(e)
@@ -202,9 +200,7 @@ func (c *hasher) value(v any) {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		c.buf = append(c.buf, '{')
-		c.buf = strconv.AppendInt(c.buf, int64(len(x)), 10)
-		c.buf = append(c.buf, ':')
+		c.header('{', len(x))
 		c.h.Write(c.buf)
 		for _, k := range keys {
 			c.string(k)
@@ -216,9 +212,14 @@ func (c *hasher) value(v any) {
 }
 
 func (c *hasher) string(s string) {
-	c.buf = append(c.buf[:0], 's')
-	c.buf = strconv.AppendInt(c.buf, int64(len(s)), 10)
-	c.buf = append(c.buf, ':')
+	c.header('s', len(s))
 	c.buf = append(c.buf, s...)
 	c.h.Write(c.buf)
+}
+
+// header starts buf afresh with a value's tag and length.
+func (c *hasher) header(tag byte, n int) {
+	c.buf = append(c.buf[:0], tag)
+	c.buf = strconv.AppendInt(c.buf, int64(n), 10)
+	c.buf = append(c.buf, ':')
 }
